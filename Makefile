@@ -1,0 +1,25 @@
+# Kith: `make run` starts the server, `make test` runs every test. Both install what they need.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/kith-target
+CARGO ?= cargo
+
+.PHONY: run test deps lint bench
+
+# Build tools the tests need (cargo-nextest), if missing.
+deps:
+	@command -v cargo >/dev/null || { echo "Rust is required: install it with rustup"; exit 1; }
+	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+
+# Until the desktop app exists: the headless server with defaults (kith.toml in the
+# per-user data dir, created on first start).
+run:
+	$(CARGO) run --release -p kith-server-core --bin kith -- serve
+
+# Clippy is `make lint`, not part of `make test`: on a cold two-core machine it needs a
+# second, check-mode build of every dependency (about 20 more minutes).
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,183 @@
+//! The Client-Server API, one file per spec area.
+
+mod account;
+mod devices;
+mod directory;
+mod discovery;
+mod membership;
+mod profile;
+mod room_events;
+mod sync;
+mod user_data;
+
+use axum::{
+    Router,
+    routing::{get, post, put},
+};
+
+use crate::service::Services;
+
+/// Every client endpoint, by path.
+pub(super) fn routes() -> Router<Services> {
+    const C: &str = "/_matrix/client";
+    let r = |path: &str| format!("{C}{path}");
+    Router::new()
+        .route(&r("/versions"), get(discovery::get_supported_versions))
+        .route(&r("/v3/capabilities"), get(discovery::get_capabilities))
+        .route(&r("/v3/register"), post(account::register))
+        .route(
+            &r("/v3/register/available"),
+            get(account::get_username_availability),
+        )
+        .route(
+            &r("/v3/login"),
+            get(account::get_login_types).post(account::login),
+        )
+        .route(&r("/v3/refresh"), post(account::refresh))
+        .route(&r("/v3/logout"), post(account::logout))
+        .route(&r("/v3/logout/all"), post(account::logout_all))
+        .route(&r("/v3/account/whoami"), get(account::whoami))
+        .route(&r("/v3/account/password"), post(account::change_password))
+        .route(&r("/v3/account/deactivate"), post(account::deactivate))
+        .route(&r("/v3/devices"), get(devices::get_devices))
+        .route(&r("/v3/delete_devices"), post(devices::delete_devices))
+        .route(
+            &r("/v3/devices/{device_id}"),
+            get(devices::get_device)
+                .put(devices::update_device)
+                .delete(devices::delete_device),
+        )
+        .route(&r("/v3/profile/{user_id}"), get(profile::get_profile))
+        .route(
+            &r("/v3/profile/{user_id}/{field}"),
+            get(profile::get_profile_field).put(profile::set_profile_field),
+        )
+        .route(&r("/v3/createRoom"), post(membership::create_room))
+        .route(
+            &r("/v3/join/{room}"),
+            post(membership::join_room_by_id_or_alias),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/join"),
+            post(membership::join_room_by_id),
+        )
+        .route(&r("/v3/knock/{room}"), post(membership::knock_room))
+        .route(
+            &r("/v3/rooms/{room_id}/invite"),
+            post(membership::invite_user),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/leave"),
+            post(membership::leave_room),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/forget"),
+            post(membership::forget_room),
+        )
+        .route(&r("/v3/rooms/{room_id}/kick"), post(membership::kick_user))
+        .route(&r("/v3/rooms/{room_id}/ban"), post(membership::ban_user))
+        .route(
+            &r("/v3/rooms/{room_id}/unban"),
+            post(membership::unban_user),
+        )
+        .route(&r("/v3/joined_rooms"), get(membership::joined_rooms))
+        .route(
+            &r("/v3/rooms/{room_id}/members"),
+            get(membership::get_member_events),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/joined_members"),
+            get(membership::joined_members),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/send/{event_type}/{txn_id}"),
+            put(room_events::send_message_event),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/state"),
+            get(room_events::get_state_events),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/state/{event_type}"),
+            get(room_events::get_state_event_empty_key)
+                .put(room_events::send_state_event_empty_key),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/state/{event_type}/{state_key}"),
+            get(room_events::get_state_event_for_key).put(room_events::send_state_event),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/redact/{event_id}/{txn_id}"),
+            put(room_events::redact_event),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/event/{event_id}"),
+            get(room_events::get_room_event),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/messages"),
+            get(room_events::get_message_events),
+        )
+        .route(&r("/v3/sync"), get(sync::sync_events))
+        .route(&r("/v3/user/{user_id}/filter"), post(sync::create_filter))
+        .route(
+            &r("/v3/user/{user_id}/filter/{filter_id}"),
+            get(sync::get_filter),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/typing/{user_id}"),
+            put(user_data::create_typing_event),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}"),
+            post(user_data::create_receipt),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/read_markers"),
+            post(user_data::set_read_marker),
+        )
+        .route(
+            &r("/v3/user/{user_id}/account_data/{data_type}"),
+            get(user_data::get_global_account_data).put(user_data::set_global_account_data),
+        )
+        .route(
+            &r("/v3/user/{user_id}/rooms/{room_id}/account_data/{data_type}"),
+            get(user_data::get_room_account_data).put(user_data::set_room_account_data),
+        )
+        .route(
+            &r("/v3/user/{user_id}/rooms/{room_id}/tags"),
+            get(user_data::get_tags),
+        )
+        .route(
+            &r("/v3/user/{user_id}/rooms/{room_id}/tags/{tag}"),
+            put(user_data::create_tag).delete(user_data::delete_tag),
+        )
+        .route(&r("/v3/pushrules/"), get(user_data::get_pushrules_all))
+        .route(&r("/v3/pushrules"), get(user_data::get_pushrules_all))
+        .route(
+            &r("/v3/pushrules/global/"),
+            get(user_data::get_pushrules_global_scope),
+        )
+        .route(
+            &r("/v3/user_directory/search"),
+            post(user_data::search_users),
+        )
+        .route(
+            &r("/v3/directory/room/{alias}"),
+            get(directory::get_alias)
+                .put(directory::create_alias)
+                .delete(directory::delete_alias),
+        )
+        .route(
+            &r("/v3/rooms/{room_id}/aliases"),
+            get(directory::get_aliases),
+        )
+        .route(
+            &r("/v3/directory/list/room/{room_id}"),
+            get(directory::get_room_visibility).put(directory::set_room_visibility),
+        )
+        .route(
+            &r("/v3/publicRooms"),
+            get(directory::get_public_rooms).post(directory::get_public_rooms_filtered),
+        )
+}

@@ -1,0 +1,385 @@
+//! Configuration: the `kith.toml` file, its defaults, and validation.
+//!
+//! A leaf module: it reads and checks settings and knows nothing of the layers that use them.
+//! Validation reports every problem at once, so a user fixes a file in one pass
+//! (`kith config validate`); the desktop wizard uses the same [`Config::validate`].
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Who may create an account through the Client-Server API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Nobody: accounts are made by an admin (`kith user add`, the dashboard).
+    #[default]
+    Closed,
+    /// Anyone holding a registration token (`m.login.registration_token`).
+    Token,
+    /// Anyone at all (`m.login.dummy`). Needs an explicit opt-in.
+    Open,
+}
+
+impl std::str::FromStr for RegistrationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "closed" => Ok(Self::Closed),
+            "token" => Ok(Self::Token),
+            "open" => Ok(Self::Open),
+            other => Err(format!(
+                "unknown registration mode `{other}` (closed, token or open)"
+            )),
+        }
+    }
+}
+
+/// The whole configuration, as in `kith.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name in user IDs (`@alice:NAME`) and room aliases. Never changes once users exist.
+    pub server_name: String,
+    /// Where the database, keys and media live. Empty means the directory holding the config file.
+    pub data_dir: Option<PathBuf>,
+    /// Listening addresses.
+    pub listen: ListenConfig,
+    /// Account creation.
+    pub registration: RegistrationConfig,
+    /// What `/.well-known/matrix/*` answers.
+    pub well_known: WellKnownConfig,
+    /// Room defaults.
+    pub rooms: RoomsConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+/// Listening addresses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// The Client-Server API listener (plain HTTP, meant for this machine).
+    pub client: String,
+    /// The federation listener; empty to not listen for federation.
+    pub federation: String,
+}
+
+/// Account creation.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// `closed`, `token` or `open`.
+    pub mode: RegistrationMode,
+}
+
+/// What the server says at `/.well-known/matrix/client` and `/.well-known/matrix/server`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WellKnownConfig {
+    /// The client base URL (`m.homeserver.base_url`); empty to answer 404.
+    pub client_base_url: String,
+    /// The delegated federation server (`m.server`, `host[:port]`); empty to answer 404.
+    pub server: String,
+}
+
+/// Room defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// The version of rooms created without an explicit `room_version`: 10, 11 or 12.
+    pub default_version: String,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The largest JSON request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Failed logins allowed per account per minute before `M_LIMIT_EXCEEDED`.
+    pub failed_logins_per_minute: u32,
+    /// Lifetime of access tokens issued together with a refresh token, in seconds.
+    pub refreshable_token_lifetime_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".to_owned(),
+            data_dir: None,
+            listen: ListenConfig::default(),
+            registration: RegistrationConfig::default(),
+            well_known: WellKnownConfig::default(),
+            rooms: RoomsConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            client: "127.0.0.1:8008".to_owned(),
+            federation: String::new(),
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            default_version: "12".to_owned(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            failed_logins_per_minute: 5,
+            refreshable_token_lifetime_secs: 300,
+        }
+    }
+}
+
+/// Room versions Kith creates and joins (DESIGN.md: 12 by default, 10 and 11 also).
+pub const SUPPORTED_ROOM_VERSIONS: [&str; 3] = ["10", "11", "12"];
+
+/// A problem found while loading or validating a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key, e.g. `listen.client`; empty for file-level problems.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn problem(field: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Parses a config from TOML text. Syntax errors and unknown keys are problems too.
+    pub fn from_toml(text: &str) -> Result<Self, Vec<Problem>> {
+        toml::from_str(text).map_err(|e| vec![problem("", e.to_string().trim().to_owned())])
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, Vec<Problem>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![problem("", format!("cannot read {}: {e}", path.display()))])?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks every field and returns all problems found (empty when the config is good).
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if let Err(e) = ruma::ServerName::parse(&self.server_name) {
+            problems.push(problem(
+                "server_name",
+                format!(
+                    "`{}` is not a valid server name ({e}); use a DNS name such as example.org",
+                    self.server_name
+                ),
+            ));
+        }
+        if self.listen.client.parse::<SocketAddr>().is_err() {
+            problems.push(problem(
+                "listen.client",
+                format!(
+                    "`{}` is not an IP address and port, such as 127.0.0.1:8008",
+                    self.listen.client
+                ),
+            ));
+        }
+        if !self.listen.federation.is_empty()
+            && self.listen.federation.parse::<SocketAddr>().is_err()
+        {
+            problems.push(problem(
+                "listen.federation",
+                format!(
+                    "`{}` is not an IP address and port, such as 0.0.0.0:8448",
+                    self.listen.federation
+                ),
+            ));
+        }
+        if !self.well_known.client_base_url.is_empty()
+            && !(self.well_known.client_base_url.starts_with("https://")
+                || self.well_known.client_base_url.starts_with("http://"))
+        {
+            problems.push(problem(
+                "well_known.client_base_url",
+                "must start with https:// (or http://)",
+            ));
+        }
+        if !self.well_known.server.is_empty() && self.well_known.server.contains('/') {
+            problems.push(problem(
+                "well_known.server",
+                "must be host or host:port, without a scheme or path",
+            ));
+        }
+        if !SUPPORTED_ROOM_VERSIONS.contains(&self.rooms.default_version.as_str()) {
+            problems.push(problem(
+                "rooms.default_version",
+                format!(
+                    "room version `{}` is not supported (use 10, 11 or 12)",
+                    self.rooms.default_version
+                ),
+            ));
+        }
+        if self.limits.max_request_bytes < 1024 {
+            problems.push(problem(
+                "limits.max_request_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.limits.refreshable_token_lifetime_secs < 5 {
+            problems.push(problem(
+                "limits.refreshable_token_lifetime_secs",
+                "must be at least 5 seconds",
+            ));
+        }
+        if self.limits.failed_logins_per_minute == 0 {
+            problems.push(problem(
+                "limits.failed_logins_per_minute",
+                "must be at least 1",
+            ));
+        }
+        problems
+    }
+
+    /// The data dir: `data_dir` if set, else the directory holding `config_path`.
+    pub fn resolved_data_dir(&self, config_path: &Path) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => config_path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+        }
+    }
+
+    /// Renders this config as a `kith.toml` with every field commented.
+    pub fn to_commented_toml(&self) -> String {
+        let data_dir = match &self.data_dir {
+            Some(dir) => format!("data_dir = {}\n", toml_string(&dir.display().to_string())),
+            None => "# data_dir = \"/path/to/data\"\n".to_owned(),
+        };
+        let mode = match self.registration.mode {
+            RegistrationMode::Closed => "closed",
+            RegistrationMode::Token => "token",
+            RegistrationMode::Open => "open",
+        };
+        format!(
+            "# Kith homeserver configuration.\n\
+             # Check it with `kith config validate`; every problem is reported at once.\n\
+             \n\
+             # The name in your user IDs (@alice:NAME). It cannot change once accounts exist.\n\
+             server_name = {server_name}\n\
+             \n\
+             # Where the database, signing key and media are kept.\n\
+             # Unset means the folder that holds this file.\n\
+             {data_dir}\n\
+             [listen]\n\
+             # The Client-Server API, plain HTTP. Keep it on 127.0.0.1 unless a TLS proxy is in front.\n\
+             client = {client}\n\
+             # The federation listener (for example \"0.0.0.0:8448\"). Empty: no federation listener.\n\
+             federation = {federation}\n\
+             \n\
+             [registration]\n\
+             # Who may sign up: \"closed\" (admins create accounts), \"token\" (with a registration\n\
+             # token) or \"open\" (anyone who can reach the server; only for trusted networks).\n\
+             mode = \"{mode}\"\n\
+             \n\
+             [well_known]\n\
+             # Served at /.well-known/matrix/client as m.homeserver.base_url. Empty: 404.\n\
+             client_base_url = {client_base_url}\n\
+             # Served at /.well-known/matrix/server as m.server (host:port). Empty: 404.\n\
+             server = {wk_server}\n\
+             \n\
+             [rooms]\n\
+             # The version of new rooms when a client does not choose: \"10\", \"11\" or \"12\".\n\
+             default_version = {room_version}\n\
+             \n\
+             [limits]\n\
+             # The largest JSON request body, in bytes.\n\
+             max_request_bytes = {max_request_bytes}\n\
+             # Failed logins per account per minute before clients are told to wait.\n\
+             failed_logins_per_minute = {failed_logins}\n\
+             # Lifetime of access tokens that come with a refresh token, in seconds.\n\
+             refreshable_token_lifetime_secs = {token_lifetime}\n",
+            server_name = toml_string(&self.server_name),
+            client = toml_string(&self.listen.client),
+            federation = toml_string(&self.listen.federation),
+            client_base_url = toml_string(&self.well_known.client_base_url),
+            wk_server = toml_string(&self.well_known.server),
+            room_version = toml_string(&self.rooms.default_version),
+            max_request_bytes = self.limits.max_request_bytes,
+            failed_logins = self.limits.failed_logins_per_minute,
+            token_lifetime = self.limits.refreshable_token_lifetime_secs,
+        )
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The per-user default location of `kith.toml` (in the OS data dir).
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("org", "Kith", "kith")
+        .map(|dirs| dirs.data_dir().join("kith.toml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_round_trips_through_the_commented_file() {
+        let config = Config::default();
+        assert!(config.validate().is_empty());
+        let text = config.to_commented_toml();
+        let parsed = Config::from_toml(&text).expect("the template parses");
+        assert_eq!(parsed.server_name, "localhost");
+        assert_eq!(parsed.listen.client, "127.0.0.1:8008");
+        assert_eq!(parsed.registration.mode, RegistrationMode::Closed);
+    }
+
+    #[test]
+    fn validation_reports_every_problem_at_once() {
+        let config = Config::from_toml(
+            "server_name = \"bad name!\"\n[listen]\nclient = \"nowhere\"\n[rooms]\ndefault_version = \"3\"\n",
+        )
+        .expect("syntax is fine");
+        let fields: Vec<_> = config.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["server_name", "listen.client", "rooms.default_version"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let problems = Config::from_toml("server_nam = \"x\"\n").expect_err("typo is caught");
+        assert!(problems[0].message.contains("server_nam"), "{:?}", problems);
+    }
+}

@@ -1,0 +1,193 @@
+//! The control API: what the desktop shell, the headless binary and the tests call.
+//!
+//! [`start`] opens the data dir, builds the services and serves the HTTP API on the
+//! configured listener; the returned [`RunningServer`] gives `status`, an event stream
+//! (`subscribe`) and a graceful `stop`. Nothing here knows about Tauri.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+
+use crate::{
+    api,
+    config::Config,
+    crypto,
+    error::{Error, Result},
+    service::Services,
+    storage::Store,
+};
+
+/// The files in a data dir.
+pub mod layout {
+    use std::path::{Path, PathBuf};
+
+    /// The SQLite database.
+    pub fn database(data_dir: &Path) -> PathBuf {
+        data_dir.join("kith.db")
+    }
+    /// The server's ed25519 signing key (0600).
+    pub fn signing_key(data_dir: &Path) -> PathBuf {
+        data_dir.join("keys").join("signing.key")
+    }
+}
+
+/// Something that happened to a running server, for the dashboard and tray.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The client listener is up.
+    Started {
+        /// The address it listens on.
+        client_addr: SocketAddr,
+    },
+    /// Shutdown has begun; in-flight requests are finishing.
+    Stopping,
+    /// The server has stopped.
+    Stopped,
+}
+
+/// A snapshot of the server's health.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The server name.
+    pub server_name: String,
+    /// The client listener.
+    pub client_addr: SocketAddr,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Active accounts.
+    pub user_count: u64,
+    /// Rooms known to the server.
+    pub room_count: u64,
+    /// Resident memory of this process, in bytes (if the OS tells).
+    pub rss_bytes: Option<u64>,
+}
+
+/// A started server.
+pub struct RunningServer {
+    services: Services,
+    client_addr: SocketAddr,
+    started: Instant,
+    events: broadcast::Sender<ServerEvent>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the data dir's database and signing key and builds the services.
+pub fn open(config: Config, data_dir: &Path) -> Result<Services> {
+    let problems = config.validate();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(Error::internal(format!(
+            "invalid config: {}",
+            list.join("; ")
+        )));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let store = Store::open(&layout::database(data_dir))?;
+    let key = crypto::load_or_create_signing_key(&layout::signing_key(data_dir))?;
+    Services::build(config, store, key)
+}
+
+/// Starts a server: opens `data_dir`, binds the client listener and serves until stopped.
+pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
+    let addr = config.listen.client.clone();
+    let services = tokio::task::spawn_blocking(move || open(config, &data_dir))
+        .await
+        .map_err(Error::internal)??;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+    let client_addr = listener.local_addr()?;
+    let (events, _) = broadcast::channel(64);
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let app = api::router(services.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        })
+        .await
+    });
+    let _ = events.send(ServerEvent::Started { client_addr });
+    tracing::info!(%client_addr, server_name = %services.identity.server_name, "Kith is serving");
+    Ok(RunningServer {
+        services,
+        client_addr,
+        started: Instant::now(),
+        events,
+        shutdown,
+        task,
+    })
+}
+
+impl RunningServer {
+    /// Where the Client-Server API listens.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// The services, for admin operations in-process (the dashboard, tests).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Subscribes to server events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
+        self.events.subscribe()
+    }
+
+    /// The server's health now.
+    pub async fn status(&self) -> Result<Status> {
+        Ok(Status {
+            server_name: self.services.identity.server_name.to_string(),
+            client_addr: self.client_addr,
+            uptime_secs: self.started.elapsed().as_secs(),
+            user_count: self.services.users.count().await?,
+            room_count: self.services.rooms.count().await?,
+            rss_bytes: memory_stats::memory_stats().map(|m| m.physical_mem as u64),
+        })
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and returns when done.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.events.send(ServerEvent::Stopping);
+        let _ = self.shutdown.send(true);
+        let result = self.task.await.map_err(Error::internal)?;
+        let _ = self.events.send(ServerEvent::Stopped);
+        result.map_err(Error::from)
+    }
+
+    /// Waits until the server stops (after [`RunningServer::stop`] from elsewhere, or an error).
+    pub async fn stopped(&mut self) -> Result<()> {
+        (&mut self.task)
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::from)
+    }
+}
+
+/// Creates a user directly in a data dir (for `kith user add`, with the server stopped or
+/// running: SQLite serialises the writes).
+pub async fn add_user(
+    config: Config,
+    data_dir: PathBuf,
+    localpart: &str,
+    password: &str,
+    admin: bool,
+) -> Result<String> {
+    let services = tokio::task::spawn_blocking(move || open(config, &data_dir))
+        .await
+        .map_err(Error::internal)??;
+    let user_id = services
+        .users
+        .create(localpart, Some(password), admin)
+        .await?;
+    Ok(user_id.to_string())
+}

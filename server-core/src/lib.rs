@@ -1,0 +1,32 @@
+//! Kith: a Matrix homeserver as a library, plus the headless `kith` binary.
+//!
+//! # Layout
+//!
+//! Requests flow one way: `api` → `service` → `storage`.
+//!
+//! - [`api`] is HTTP: the Client-Server API, the server key endpoint and `.well-known`.
+//!   Handlers parse, authorise, call a few services and respond.
+//! - [`service`] is what a homeserver does: accounts, rooms (build, sign, authorise and store
+//!   events), sync, typing, account data. Services never see HTTP types.
+//! - [`storage`] is SQLite: typed sub-stores and numbered migrations, all work on blocking
+//!   threads.
+//! - [`crypto`], [`config`], [`error`] and [`pdu`] are leaves anyone may use.
+//! - [`control`] is the small API the desktop shell, the `kith` binary and the tests call:
+//!   start, stop, status, events, user admin.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod crypto;
+pub mod error;
+pub mod pdu;
+pub mod service;
+pub mod storage;
+
+pub use crate::{
+    config::Config,
+    control::{RunningServer, ServerEvent, Status, start},
+    error::{Error, Result},
+};

@@ -1,0 +1,272 @@
+//! The headless `kith` binary: `serve`, `init`, `config validate`, `user add`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use kith::config::{Config, RegistrationMode, default_config_path};
+
+#[derive(Parser)]
+#[command(
+    name = "kith",
+    version,
+    about = "Kith, a Matrix homeserver you can run at home"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver until Ctrl-C or SIGTERM.
+    Serve {
+        /// The config file (default: kith.toml in the per-user data dir, created if missing).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a config file without questions (for scripts and headless installs).
+    Init {
+        /// The server name (the part after the colon in user IDs).
+        #[arg(long)]
+        server_name: String,
+        /// Where data lives; the config goes there too unless --config says otherwise.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The Client-Server API listener.
+        #[arg(long, default_value = "127.0.0.1:8008")]
+        client_listen: String,
+        /// The federation listener (empty: none).
+        #[arg(long, default_value = "")]
+        federation_listen: String,
+        /// closed, token or open.
+        #[arg(long, default_value = "closed")]
+        registration: RegistrationMode,
+        /// Where to write the config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Replace an existing config file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// User administration.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check the config file and report every problem at once.
+    Validate {
+        /// The config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (asks for the password unless --password-file is given).
+    Add {
+        /// The user name (localpart).
+        name: String,
+        /// Make the user a server admin.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from this file (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    explicit
+        .or_else(default_config_path)
+        .ok_or_else(|| "cannot find a home directory; pass --config".to_owned())
+}
+
+fn load(path: &PathBuf) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|problems| report(path, &problems))?;
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(report(path, &problems))
+    }
+}
+
+fn report(path: &std::path::Path, problems: &[kith::config::Problem]) -> String {
+    let mut text = format!("{} has {} problem(s):", path.display(), problems.len());
+    for problem in problems {
+        text.push_str(&format!("\n  - {problem}"));
+    }
+    text
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+    let path = config_path(config)?;
+    if !path.exists() {
+        let text = Config::default().to_commented_toml();
+        kith::crypto::write_private_file(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+        println!("Wrote a default config to {}", path.display());
+    }
+    let config = load(&path)?;
+    let data_dir = config.resolved_data_dir(&path);
+    let server_name = config.server_name.clone();
+    let server = kith::start(config, data_dir.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("Kith is running for {server_name}.");
+    println!("  Client API: http://{}", server.client_addr());
+    println!("  Data:       {}", data_dir.display());
+    println!("  Config:     {}", path.display());
+    println!(
+        "Connect Element (or any Matrix client) to http://{} .",
+        server.client_addr()
+    );
+    println!(
+        "Create an account with: kith user add NAME --config {}",
+        path.display()
+    );
+    shutdown_signal().await;
+    println!("Stopping; letting requests in flight finish…");
+    server.stop().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Init {
+            server_name,
+            data_dir,
+            client_listen,
+            federation_listen,
+            registration,
+            config,
+            force,
+        } => {
+            let path = match (config, &data_dir) {
+                (Some(path), _) => path,
+                (None, Some(dir)) => dir.join("kith.toml"),
+                (None, None) => config_path(None)?,
+            };
+            if path.exists() && !force {
+                return Err(format!(
+                    "{} already exists; pass --force to replace it",
+                    path.display()
+                ));
+            }
+            let mut config = Config {
+                server_name,
+                data_dir,
+                ..Config::default()
+            };
+            config.listen.client = client_listen;
+            config.listen.federation = federation_listen;
+            config.registration.mode = registration;
+            let problems = config.validate();
+            if !problems.is_empty() {
+                return Err(report(&path, &problems));
+            }
+            kith::crypto::write_private_file(&path, config.to_commented_toml().as_bytes())
+                .map_err(|e| e.to_string())?;
+            println!("Wrote {}", path.display());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Validate { config },
+        } => {
+            let path = config_path(config)?;
+            load(&path)?;
+            println!("{} is valid.", path.display());
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    admin,
+                    password_file,
+                    config,
+                },
+        } => {
+            let path = config_path(config)?;
+            let config = load(&path)?;
+            let password = match password_file {
+                Some(file) => std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                None => rpassword::prompt_password(format!("Password for {name}: "))
+                    .map_err(|e| e.to_string())?,
+            };
+            if password.is_empty() {
+                return Err("the password must not be empty".to_owned());
+            }
+            let data_dir = config.resolved_data_dir(&path);
+            let user_id = kith::control::add_user(config, data_dir, &name, &password, admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("Created {user_id}{}", if admin { " (admin)" } else { "" });
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kith=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

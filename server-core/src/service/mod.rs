@@ -1,0 +1,101 @@
+//! Services: what the homeserver does, independent of HTTP.
+//!
+//! What belongs here: the rules and workflows of Matrix — who may do what, how an event is
+//! built, signed, authorised and stored, what a sync contains. Services take plain Rust and
+//! ruma types and return them; they never see axum or `http` types. What does not: request
+//! parsing and response shapes (the api layer), SQL (the storage layer).
+//!
+//! [`Services`] is built once at start-up in dependency order and passed to the api layer.
+//! There are no globals and no cycles: a service that needs another receives it when built.
+
+pub mod account;
+pub mod notifier;
+pub mod rate_limit;
+pub mod rooms;
+pub mod sync;
+pub mod typing;
+pub mod uiaa;
+pub mod users;
+
+use std::sync::Arc;
+
+use ruma::{OwnedServerName, signatures::Ed25519KeyPair};
+
+use crate::{config::Config, storage::Store};
+
+/// Identity of this server, shared by the services that sign or name things.
+pub struct ServerIdentity {
+    /// Our server name.
+    pub server_name: OwnedServerName,
+    /// The signing key for events and key responses.
+    pub signing_key: Ed25519KeyPair,
+}
+
+/// Every service, built once. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// Server name and signing key.
+    pub identity: Arc<ServerIdentity>,
+    /// Wakes long-polling syncs when something new is stored.
+    pub notifier: notifier::Notifier,
+    /// Accounts, devices, logins and profiles.
+    pub users: users::Users,
+    /// User-interactive authentication sessions.
+    pub uiaa: uiaa::Uiaa,
+    /// Rooms: creation, membership, timeline, state, aliases, directory.
+    pub rooms: rooms::Rooms,
+    /// Typing notices.
+    pub typing: typing::Typing,
+    /// Account data, tags, push rules, receipts, filters.
+    pub account: account::Account,
+    /// The `/sync` engine.
+    pub sync: sync::Sync,
+}
+
+impl Services {
+    /// Builds every service, in dependency order.
+    pub fn build(
+        config: Config,
+        store: Store,
+        signing_key: Ed25519KeyPair,
+    ) -> crate::error::Result<Self> {
+        let server_name = ruma::ServerName::parse(&config.server_name)
+            .map_err(|e| crate::error::Error::internal(format!("server_name: {e}")))?;
+        let identity = Arc::new(ServerIdentity {
+            server_name,
+            signing_key,
+        });
+        let config = Arc::new(config);
+        let notifier = notifier::Notifier::new();
+        let typing = typing::Typing::new(notifier.clone());
+        let users = users::Users::new(config.clone(), identity.clone(), store.clone());
+        let uiaa = uiaa::Uiaa::new(config.clone(), store.clone(), users.clone());
+        let rooms = rooms::Rooms::new(
+            config.clone(),
+            identity.clone(),
+            store.clone(),
+            notifier.clone(),
+        );
+        let account = account::Account::new(store.clone(), notifier.clone());
+        let sync = sync::Sync::new(
+            store.clone(),
+            notifier.clone(),
+            typing.clone(),
+            rooms.clone(),
+            account.clone(),
+        );
+        Ok(Self {
+            config,
+            identity,
+            notifier,
+            users,
+            uiaa,
+            rooms,
+            typing,
+            account,
+            sync,
+        })
+    }
+}

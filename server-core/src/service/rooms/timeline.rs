@@ -1,0 +1,401 @@
+//! Building, signing, authorising and storing local events.
+//!
+//! The walk for every event a local user sends:
+//! 1. Under the room's lock, read the current state entries the event's auth rules need
+//!    (`auth_types_for_event`), the forward extremities and the depth.
+//! 2. Build the PDU (spec: rooms/v12.md, "Event format"), add the content hash and our
+//!    signature, and derive the event ID from the reference hash.
+//! 3. Check it with ruma's state-independent and state-dependent auth rules against the
+//!    current state. A failure is `M_FORBIDDEN` with ruma's reason.
+//! 4. Store it in one transaction (event, state, membership, extremity, transaction id),
+//!    then wake syncs.
+
+use std::collections::HashMap;
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    RoomId, UserId,
+    events::TimelineEventType,
+    room_version_rules::RoomVersionRules,
+    signatures::{hash_and_sign_event, reference_hash},
+    state_res::{
+        auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules,
+    },
+};
+use serde_json::{Value, json};
+
+use super::Rooms;
+use crate::{
+    error::{Error, ErrorKind, Result},
+    pdu::Pdu,
+    storage::NewEvent,
+};
+
+/// The spec's limit on a PDU's size (spec: client-server-api/_index.md, "Size limits").
+const MAX_PDU_BYTES: usize = 65_536;
+
+/// What a client asks to send: the parts of an event a user chooses.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    /// The event type.
+    pub event_type: String,
+    /// `Some` for state events.
+    pub state_key: Option<String>,
+    /// The content.
+    pub content: Value,
+}
+
+impl EventDraft {
+    /// A state event draft.
+    pub fn state(event_type: &str, state_key: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content,
+        }
+    }
+    /// A message (non-state) event draft.
+    pub fn message(event_type: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: None,
+            content,
+        }
+    }
+}
+
+/// The client transaction an event was sent with: (device, scope, transaction id).
+pub(crate) type Txn = (String, String, String);
+
+/// A built, signed event before it is checked and stored.
+pub(super) struct Built {
+    pub(super) pdu: Pdu,
+    pub(super) json: String,
+}
+
+impl Rooms {
+    /// Sends an event as `sender`, idempotently per transaction id. Returns the event ID.
+    pub async fn send(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: EventDraft,
+        txn: Option<Txn>,
+    ) -> Result<OwnedEventId> {
+        if let Some(id) = self.earlier_txn(sender, txn.as_ref()).await? {
+            return Ok(id);
+        }
+        let _guard = self.lock(room_id).await;
+        // A retry of the same transaction may have won the race for the lock.
+        if let Some(id) = self.earlier_txn(sender, txn.as_ref()).await? {
+            return Ok(id);
+        }
+        self.send_locked(room_id, sender, draft, txn).await
+    }
+
+    async fn earlier_txn(
+        &self,
+        sender: &UserId,
+        txn: Option<&Txn>,
+    ) -> Result<Option<OwnedEventId>> {
+        let Some((device, scope, txn_id)) = txn else {
+            return Ok(None);
+        };
+        let found = self
+            .store
+            .events()
+            .txn_result(sender.as_str(), device, scope, txn_id)
+            .await?;
+        found
+            .map(|id| EventId::parse(id).map_err(Error::internal))
+            .transpose()
+    }
+
+    /// Sends with the room lock already held.
+    pub(super) async fn send_locked(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: EventDraft,
+        txn: Option<Txn>,
+    ) -> Result<OwnedEventId> {
+        let (_, rules) = self.version(room_id).await?;
+        let kind = TimelineEventType::from(draft.event_type.as_str());
+        let raw_content = serde_json::value::to_raw_value(&draft.content)?;
+        let auth_types = auth_types_for_event(
+            &kind,
+            sender,
+            draft.state_key.as_deref(),
+            &raw_content,
+            &rules.authorization,
+        )
+        .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
+
+        // The state the auth rules may consult: the auth types plus the create event.
+        let state = self.store.events().current_state(room_id.as_str()).await?;
+        let state_ids: HashMap<(String, String), String> = state
+            .into_iter()
+            .map(|(t, k, id, _)| ((t, k), id))
+            .collect();
+        let mut wanted: Vec<(String, String)> = auth_types
+            .iter()
+            .map(|(t, k)| (t.to_string(), k.clone()))
+            .collect();
+        wanted.push(("m.room.create".to_owned(), String::new()));
+        let ids: Vec<String> = wanted
+            .iter()
+            .filter_map(|key| state_ids.get(key).cloned())
+            .collect();
+        let state_pdus: HashMap<(String, String), Pdu> = self
+            .pdus(ids)
+            .await?
+            .into_iter()
+            .map(|pdu| {
+                (
+                    (
+                        pdu.kind.to_string(),
+                        pdu.state_key.clone().unwrap_or_default(),
+                    ),
+                    pdu,
+                )
+            })
+            .collect();
+        let auth_events: Vec<OwnedEventId> = auth_types
+            .iter()
+            .filter_map(|(t, k)| {
+                state_pdus
+                    .get(&(t.to_string(), k.clone()))
+                    .map(|p| p.event_id.clone())
+            })
+            .collect();
+        let (prev_events, depth) = self.store.events().extremities(room_id.as_str()).await?;
+        let prev_events = prev_events
+            .into_iter()
+            .map(EventId::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::internal)?;
+
+        let built = self.build(
+            Some(room_id),
+            &rules,
+            sender,
+            &draft,
+            &prev_events,
+            &auth_events,
+            depth + 1,
+        )?;
+        let by_id: HashMap<&EventId, &Pdu> =
+            state_pdus.values().map(|p| (&*p.event_id, p)).collect();
+        check_state_independent_auth_rules(&rules.authorization, &built.pdu, |id: &EventId| {
+            by_id.get(id).copied()
+        })
+        .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}.")))?;
+        check_state_dependent_auth_rules(
+            &rules.authorization,
+            &built.pdu,
+            |t: &ruma::events::StateEventType, k: &str| {
+                state_pdus.get(&(t.to_string(), k.to_owned()))
+            },
+        )
+        .map_err(|reason| Error::forbidden(forbidden_message(&draft, &reason)))?;
+
+        let redaction = match built.pdu.redacted_event() {
+            Some(target) => self.redacted_copy(&target, &rules).await?,
+            None => None,
+        };
+        self.store_event(built, Some(sender), redaction, txn).await
+    }
+
+    /// Builds and signs a PDU. `room_id` is `None` only for a v12 create event.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build(
+        &self,
+        room_id: Option<&RoomId>,
+        rules: &RoomVersionRules,
+        sender: &UserId,
+        draft: &EventDraft,
+        prev_events: &[OwnedEventId],
+        auth_events: &[OwnedEventId],
+        depth: i64,
+    ) -> Result<Built> {
+        let mut object = json!({
+            "type": draft.event_type,
+            "sender": sender,
+            "content": draft.content,
+            "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
+            "prev_events": prev_events,
+            "auth_events": auth_events,
+            "depth": depth,
+        });
+        if let Some(map) = object.as_object_mut() {
+            if let Some(room_id) = room_id {
+                map.insert("room_id".into(), json!(room_id));
+            }
+            if let Some(state_key) = &draft.state_key {
+                map.insert("state_key".into(), json!(state_key));
+            }
+            // Up to v10 `redacts` is a top-level key; from v11 it lives in the content
+            // (spec: rooms/v11.md, "Moving the redacts key"). Keep the top-level copy too
+            // for older clients, as Synapse does.
+            if draft.event_type == "m.room.redaction"
+                && let Some(redacts) = draft.content.get("redacts").cloned()
+            {
+                map.insert("redacts".into(), redacts);
+            }
+        }
+        let mut canonical = match CanonicalJsonValue::try_from(object) {
+            Ok(CanonicalJsonValue::Object(map)) => map,
+            Ok(_) => return Err(Error::internal("event is not an object")),
+            Err(e) => {
+                return Err(Error::bad_json(format!(
+                    "The event content is not canonical JSON: {e}"
+                )));
+            }
+        };
+        if draft.event_type == "m.room.redaction" && !rules.redaction.content_field_redacts {
+            // v10 and older: keep only the top-level key, as the spec requires there.
+            if let Some(CanonicalJsonValue::Object(content)) = canonical.get_mut("content") {
+                content.remove("redacts");
+            }
+        }
+        hash_and_sign_event(
+            self.identity.server_name.as_str(),
+            &self.identity.signing_key,
+            &mut canonical,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id = EventId::parse(format!(
+            "${}",
+            reference_hash(&canonical, rules).map_err(Error::internal)?
+        ))
+        .map_err(Error::internal)?;
+        let json = serde_json::to_string(&canonical)?;
+        if json.len() > MAX_PDU_BYTES {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "The event is larger than 64 KiB.",
+            ));
+        }
+        let room_id = match room_id {
+            Some(room_id) => room_id.to_owned(),
+            // spec: rooms/v12.md: the room ID is the create event's ID with `!` for `$`.
+            None => {
+                RoomId::parse(format!("!{}", &event_id.as_str()[1..])).map_err(Error::internal)?
+            }
+        };
+        let pdu = Pdu::from_stored(event_id, &room_id, &json)?;
+        Ok(Built { pdu, json })
+    }
+
+    /// Stores a built event and wakes syncs. Returns the event ID.
+    pub(super) async fn store_event(
+        &self,
+        built: Built,
+        sender: Option<&UserId>,
+        redaction: Option<(String, String)>,
+        txn: Option<Txn>,
+    ) -> Result<OwnedEventId> {
+        let pdu = built.pdu;
+        let content = pdu.content_value();
+        let relation = content.get("m.relates_to").and_then(|rel| {
+            let target = rel.get("event_id").and_then(Value::as_str)?;
+            let rel_type = rel.get("rel_type").and_then(Value::as_str)?;
+            Some((target.to_owned(), rel_type.to_owned()))
+        });
+        let membership = (pdu.kind == TimelineEventType::RoomMember)
+            .then(|| {
+                content
+                    .get("membership")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let room_id = pdu.in_room.clone();
+        let event = NewEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: room_id.to_string(),
+            sender: pdu.sender.to_string(),
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+            origin_server_ts: i64::try_from(u64::from(pdu.origin_server_ts.get()))
+                .unwrap_or(i64::MAX),
+            relation,
+            membership,
+            redaction,
+            txn: txn
+                .zip(sender)
+                .map(|((device, scope, id), sender)| (sender.to_string(), device, scope, id)),
+            json: built.json,
+        };
+        self.store.events().append(event).await?;
+        self.notifier.notify();
+        Ok(pdu.event_id)
+    }
+
+    /// Redacts an event. Users may redact their own events; others' need the `redact`
+    /// power level (spec: client-server-api/_index.md, "Redactions": servers check this,
+    /// as the auth rules alone allow any same-server redaction).
+    pub async fn redact(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &EventId,
+        reason: Option<String>,
+        txn: Option<Txn>,
+    ) -> Result<OwnedEventId> {
+        if let Some(stored) = self.store.events().get(target.as_str()).await?
+            && stored.room_id == room_id.as_str()
+            && self.parse(&stored)?.sender != *sender
+            && !self.may_redact_others(room_id, sender).await?
+        {
+            return Err(Error::forbidden(
+                "You can only redact your own messages here.",
+            ));
+        }
+        let mut content = json!({ "redacts": target });
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        self.send(
+            room_id,
+            sender,
+            EventDraft::message("m.room.redaction", content),
+            txn,
+        )
+        .await
+    }
+
+    /// The redacted form of `target`, to store once the redaction is accepted; `None` when
+    /// the target is unknown or in another room (the redaction is still stored, as the spec
+    /// allows redactions of events we have not seen).
+    async fn redacted_copy(
+        &self,
+        target: &EventId,
+        rules: &RoomVersionRules,
+    ) -> Result<Option<(String, String)>> {
+        let Some(stored) = self.store.events().get(target.as_str()).await? else {
+            return Ok(None);
+        };
+        let object: CanonicalJsonObject = serde_json::from_str(&stored.json)?;
+        let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
+            .map_err(Error::internal)?;
+        Ok(Some((stored.event_id, serde_json::to_string(&redacted)?)))
+    }
+}
+
+/// A sentence for a refused event: plain words for the common cases, ruma's reason otherwise.
+fn forbidden_message(draft: &EventDraft, reason: &str) -> String {
+    let reason = reason.trim_end_matches('.');
+    if reason.contains("not joined") || reason.contains("sender is not joined") {
+        return "You are not in this room.".to_owned();
+    }
+    if reason.contains("power level") || reason.contains("power_level") {
+        return format!(
+            "You do not have enough power to send {} events here ({reason}).",
+            draft.event_type
+        );
+    }
+    format!("The event is not allowed: {reason}.")
+}

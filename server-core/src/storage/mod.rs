@@ -1,0 +1,175 @@
+//! Storage: SQLite through rusqlite, in WAL mode, with numbered migrations.
+//!
+//! What belongs here: one [`Store`] handing out typed sub-stores (`store.users()`,
+//! `store.events()`, ...), each in its own file. Each method is one query or one transaction
+//! and returns domain types. What does not: anything that decides (auth, policy) — that is the
+//! service layer's — and any call back into a service.
+//!
+//! Database work never blocks the async runtime: every call runs on a blocking thread.
+//! There is one writer connection (SQLite allows one writer at a time anyway) and a few
+//! reader connections that WAL lets run beside it. Writes commit with `synchronous=FULL`,
+//! so a write is durable before the caller acknowledges it.
+//!
+//! Every write that clients must learn about through `/sync` takes a position from one
+//! stream sequence in the same transaction (`next_stream_pos`), so positions grow in commit
+//! order and a sync token is a single number.
+
+mod account_data;
+mod events;
+mod migrations;
+mod rooms;
+mod users;
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+pub use self::{
+    account_data::{AccountDataStore, Receipt},
+    events::{EventsStore, Membership, NewEvent, StoredEvent},
+    rooms::{PublicRoom, RoomsStore},
+    users::{Device, TokenInfo, User, UsersStore},
+};
+use crate::error::{Error, Result};
+
+const READERS: usize = 4;
+
+/// The database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        migrations::run(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` on a reader connection, on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[index]
+                .lock()
+                .map_err(|_| Error::internal("reader lock poisoned"))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("database task: {e}")))?
+    }
+
+    /// Runs `f` in one write transaction, on a blocking thread; commits if `f` succeeds.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| Error::internal("writer lock poisoned"))?;
+            let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&txn)?;
+            txn.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("database task: {e}")))?
+    }
+
+    /// Users, devices and tokens.
+    pub fn users(&self) -> UsersStore<'_> {
+        UsersStore { store: self }
+    }
+    /// Rooms, aliases and the public directory.
+    pub fn rooms(&self) -> RoomsStore<'_> {
+        RoomsStore { store: self }
+    }
+    /// Events, room state, memberships and transaction ids.
+    pub fn events(&self) -> EventsStore<'_> {
+        EventsStore { store: self }
+    }
+    /// Account data, receipts and filters.
+    pub fn account_data(&self) -> AccountDataStore<'_> {
+        AccountDataStore { store: self }
+    }
+
+    /// The newest stream position (0 for a new database).
+    pub async fn current_stream_pos(&self) -> Result<i64> {
+        self.read(|conn| {
+            Ok(
+                conn.query_row("SELECT pos FROM stream_seq WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Takes the next stream position inside a write transaction.
+pub(crate) fn next_stream_pos(txn: &Transaction<'_>) -> Result<i64> {
+    Ok(txn.query_row(
+        "UPDATE stream_seq SET pos = pos + 1 WHERE id = 1 RETURNING pos",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+/// Milliseconds since the Unix epoch, for timestamps stored in rows.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,259 @@
+//! Test helpers: a real Kith server on `127.0.0.1:0` with a temporary data dir, and a small
+//! HTTP client that reads like prose (`server.register("alice")`, `alice.create_room(..)`).
+
+use std::time::Duration;
+
+use kith::{Config, RunningServer, config::RegistrationMode};
+use serde_json::{Value, json};
+
+/// A running Kith server for one test.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    http: reqwest::Client,
+}
+
+/// Builds a [`TestServer`].
+pub struct TestServerBuilder {
+    config: Config,
+}
+
+impl TestServerBuilder {
+    /// Sets the registration mode (tests default to open).
+    pub fn registration(mut self, mode: RegistrationMode) -> Self {
+        self.config.registration.mode = mode;
+        self
+    }
+
+    /// Changes the config in any other way.
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Starts the server.
+    pub async fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = kith::start(self.config, dir.path().to_path_buf())
+            .await
+            .expect("server starts");
+        let base_url = format!("http://{}", server.client_addr());
+        TestServer {
+            server: Some(server),
+            _dir: dir,
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl TestServer {
+    /// A builder with test defaults: server name `kith.test`, open registration, port 0.
+    pub fn builder() -> TestServerBuilder {
+        let mut config = Config {
+            server_name: "kith.test".to_owned(),
+            ..Config::default()
+        };
+        config.listen.client = "127.0.0.1:0".to_owned();
+        config.registration.mode = RegistrationMode::Open;
+        TestServerBuilder { config }
+    }
+
+    /// A server with test defaults.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// The running server (status, services).
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops");
+        }
+    }
+
+    /// An anonymous client.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            http: self.http.clone(),
+            base_url: self.base_url.clone(),
+            token: None,
+            user_id: String::new(),
+            device_id: String::new(),
+        }
+    }
+
+    /// Registers `name` with password `password` (open registration, dummy auth).
+    pub async fn register(&self, name: &str) -> Client {
+        let anon = self.anonymous();
+        let (status, body) = anon
+            .post(
+                "/_matrix/client/v3/register",
+                json!({ "username": name, "password": "password", "auth": { "type": "m.login.dummy" } }),
+            )
+            .await;
+        assert_eq!(status, 200, "registering {name}: {body}");
+        anon.with_login(&body)
+    }
+
+    /// Logs `name` in with its password.
+    pub async fn login(&self, name: &str, password: &str) -> (u16, Value) {
+        self.anonymous()
+            .post(
+                "/_matrix/client/v3/login",
+                json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": name }, "password": password }),
+            )
+            .await
+    }
+}
+
+/// An HTTP client, logged in or not.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    /// The access token, if logged in.
+    pub token: Option<String>,
+    /// The user ID, if logged in.
+    pub user_id: String,
+    /// The device ID, if logged in.
+    pub device_id: String,
+}
+
+impl Client {
+    /// This client logged in with a login or register response.
+    pub fn with_login(&self, body: &Value) -> Client {
+        Client {
+            http: self.http.clone(),
+            base_url: self.base_url.clone(),
+            token: body["access_token"].as_str().map(str::to_owned),
+            user_id: body["user_id"].as_str().unwrap_or_default().to_owned(),
+            device_id: body["device_id"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("request is sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base_url)))
+            .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base_url))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `POST path` with a raw body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base_url))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base_url))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE path` with a JSON body.
+    pub async fn delete(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .delete(format!("{}{path}", self.base_url))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Creates a room; panics unless it succeeds.
+    pub async fn create_room(&self, body: Value) -> String {
+        let (status, response) = self.post("/_matrix/client/v3/createRoom", body).await;
+        assert_eq!(status, 200, "createRoom: {response}");
+        response["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    /// Sends a text message; returns (status, body).
+    pub async fn send_text(&self, room_id: &str, txn_id: &str, text: &str) -> (u16, Value) {
+        self.put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn_id}"),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+        .await
+    }
+
+    /// Joins a room; returns the status and body.
+    pub async fn join(&self, room_id: &str) -> (u16, Value) {
+        self.post(&format!("/_matrix/client/v3/join/{room_id}"), json!({}))
+            .await
+    }
+
+    /// Invites a user; returns the status and body.
+    pub async fn invite(&self, room_id: &str, user_id: &str) -> (u16, Value) {
+        self.post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/invite"),
+            json!({ "user_id": user_id }),
+        )
+        .await
+    }
+
+    /// Runs `/sync`; panics unless it succeeds.
+    pub async fn sync(&self, since: Option<&str>, timeout_ms: u64) -> Value {
+        let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
+        if let Some(since) = since {
+            path.push_str(&format!("&since={since}"));
+        }
+        let (status, body) = self.get(&path).await;
+        assert_eq!(status, 200, "sync: {body}");
+        body
+    }
+}
+
+/// The bodies of the `m.room.message` events in a sync timeline for a room.
+pub fn timeline_bodies(sync: &Value, room_id: &str) -> Vec<String> {
+    sync["rooms"]["join"][room_id]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

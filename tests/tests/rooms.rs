@@ -1,0 +1,470 @@
+//! Rooms, messages, state, sync and the failure cases, through real HTTP.
+
+use kith_tests::{TestServer, timeline_bodies};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn invited_user_joins_and_both_see_each_others_messages_in_sync() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice
+        .create_room(json!({ "name": "Family", "preset": "private_chat" }))
+        .await;
+
+    // Bob is not invited yet: the room is invite-only.
+    let (status, body) = bob.join(&room).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+
+    let bob_first = bob.sync(None, 0).await;
+    let since = bob_first["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    assert_eq!(alice.invite(&room, &bob.user_id).await.0, 200);
+    let invited = bob.sync(Some(&since), 5000).await;
+    let invite_state = &invited["rooms"]["invite"][&room]["invite_state"]["events"];
+    assert!(invite_state.as_array().is_some_and(|e| {
+        e.iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Family")
+    }));
+
+    assert_eq!(bob.join(&room).await.0, 200);
+    let (status, sent) = alice.send_text(&room, "t1", "hello bob").await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(bob.send_text(&room, "t1", "hi alice").await.0, 200);
+
+    let synced = bob.sync(None, 0).await;
+    assert_eq!(timeline_bodies(&synced, &room), ["hello bob", "hi alice"]);
+    let state = synced["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let timeline = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let all: Vec<Value> = state.into_iter().chain(timeline).collect();
+    assert!(
+        all.iter().any(|e| e["type"] == "m.room.create"),
+        "the room's state reaches a new member"
+    );
+}
+
+#[tokio::test]
+async fn long_polling_sync_wakes_when_a_message_arrives() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    assert_eq!(bob.join(&room).await.0, 200);
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let waiting = tokio::spawn({
+        let bob = bob.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let body = bob.sync(Some(&since), 20_000).await;
+            (body, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(alice.send_text(&room, "x", "ping").await.0, 200);
+    let (body, waited) = waiting.await.expect("sync task");
+    assert_eq!(timeline_bodies(&body, &room), ["ping"]);
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "sync woke up early, after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_transaction_id_returns_the_same_event_and_sends_once() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let (_, first) = alice.send_text(&room, "same", "once").await;
+    let (status, second) = alice.send_text(&room, "same", "once").await;
+    assert_eq!(status, 200);
+    assert_eq!(first["event_id"], second["event_id"]);
+    let synced = alice.sync(None, 0).await;
+    assert_eq!(timeline_bodies(&synced, &room), ["once"]);
+    let event = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .and_then(|events| {
+            events
+                .iter()
+                .find(|e| e["type"] == "m.room.message")
+                .cloned()
+        })
+        .expect("message");
+    assert_eq!(event["unsigned"]["transaction_id"], "same");
+}
+
+#[tokio::test]
+async fn non_member_cannot_read_or_send_and_member_without_power_cannot_set_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mallory = server.register("mallory").await;
+    let room = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Old" }))
+        .await;
+    let (status, body) = mallory
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+    let (status, body) = mallory.send_text(&room, "t", "spam").await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+
+    assert_eq!(mallory.join(&room).await.0, 200);
+    let (status, body) = mallory
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"),
+            json!({ "name": "Pwned" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("power")),
+        "the message says why: {body}"
+    );
+    let (_, name) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/state/m.room.name"
+        ))
+        .await;
+    assert_eq!(name["name"], "Old");
+}
+
+#[tokio::test]
+async fn malformed_json_and_oversized_bodies_are_rejected_with_matrix_errors() {
+    let server = TestServer::builder()
+        .config(|c| c.limits.max_request_bytes = 2048)
+        .start()
+        .await;
+    let alice = server.register("alice").await;
+    let (status, body) = alice
+        .post_raw("/_matrix/client/v3/createRoom", "{not json")
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_NOT_JSON"))
+    );
+    let (status, body) = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({ "invite": "not a list" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_JSON"))
+    );
+    let room = alice.create_room(json!({})).await;
+    let (status, body) = alice.send_text(&room, "big", &"x".repeat(4096)).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (413, Some("M_TOO_LARGE"))
+    );
+    let (status, body) = alice.get("/_matrix/client/v3/no/such/endpoint").await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_UNRECOGNIZED"))
+    );
+    let (status, body) = alice
+        .delete("/_matrix/client/v3/createRoom", json!({}))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (405, Some("M_UNRECOGNIZED"))
+    );
+}
+
+#[tokio::test]
+async fn messages_paginate_backwards_and_forwards() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = alice.create_room(json!({})).await;
+    for i in 0..5 {
+        alice
+            .send_text(&room, &format!("t{i}"), &format!("m{i}"))
+            .await;
+    }
+    let filter = "%7B%22types%22%3A%5B%22m.room.message%22%5D%7D";
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&filter={filter}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let bodies = |page: &Value| -> Vec<String> {
+        page["chunk"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(bodies(&page), ["m4", "m3", "m2"]);
+    let end = page["end"].as_str().expect("more to come");
+    let (_, older) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&from={end}&filter={filter}"
+        ))
+        .await;
+    assert_eq!(bodies(&older), ["m1", "m0"]);
+    let (_, forward) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=2&filter={filter}"
+        ))
+        .await;
+    assert_eq!(bodies(&forward), ["m0", "m1"]);
+}
+
+#[tokio::test]
+async fn redacted_message_loses_its_content() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let (_, sent) = alice.send_text(&room, "t", "secret").await;
+    let event_id = sent["event_id"].as_str().expect("event id");
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{event_id}/r1"),
+            json!({ "reason": "oops" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, event) = alice
+        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(event["content"], json!({}));
+    assert_eq!(
+        event["unsigned"]["redacted_because"]["content"]["reason"],
+        "oops"
+    );
+}
+
+#[tokio::test]
+async fn room_versions_10_11_and_12_work_and_others_are_refused() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    for version in ["10", "11", "12"] {
+        let room = alice.create_room(json!({ "room_version": version })).await;
+        assert_eq!(
+            alice.send_text(&room, "t", "hi").await.0,
+            200,
+            "room version {version}"
+        );
+        let (_, create) = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room}/state/m.room.create"
+            ))
+            .await;
+        assert_eq!(create["room_version"], version);
+    }
+    let (status, body) = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({ "room_version": "1" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_UNSUPPORTED_ROOM_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn alias_resolves_and_public_room_is_listed_and_joinable_by_alias() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "visibility": "public", "room_alias_name": "lounge", "name": "Lounge", "topic": "chat" })).await;
+    let (status, body) = bob
+        .get("/_matrix/client/v3/directory/room/%23lounge:kith.test")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+    let (_, listed) = bob.get("/_matrix/client/v3/publicRooms").await;
+    assert_eq!(listed["chunk"][0]["name"], "Lounge");
+    assert_eq!(listed["chunk"][0]["canonical_alias"], "#lounge:kith.test");
+    let (status, _) = bob
+        .post("/_matrix/client/v3/join/%23lounge:kith.test", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (_, joined) = bob.get("/_matrix/client/v3/joined_rooms").await;
+    assert_eq!(joined["joined_rooms"][0], room.as_str());
+}
+
+#[tokio::test]
+async fn kicked_user_leaves_and_banned_user_cannot_rejoin() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join(&room).await;
+    let (status, _) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/kick"),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, joined) = bob.get("/_matrix/client/v3/joined_rooms").await;
+    assert_eq!(joined["joined_rooms"], json!([]));
+    bob.join(&room).await;
+    let (status, _) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/ban"),
+            json!({ "user_id": bob.user_id, "reason": "spam" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bob.join(&room).await.0, 403);
+    let (status, _) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/unban"),
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bob.join(&room).await.0, 200);
+}
+
+#[tokio::test]
+async fn typing_receipts_account_data_and_push_rules_reach_sync() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join(&room).await;
+    let first = bob.sync(None, 0).await;
+    assert!(
+        first["account_data"]["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "m.push_rules"))
+    );
+    let since = first["next_batch"].as_str().expect("token").to_owned();
+
+    let (status, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id),
+            json!({ "typing": true, "timeout": 10000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, sent) = alice.send_text(&room, "t", "read me").await;
+    let event_id = sent["event_id"].as_str().expect("id");
+    assert_eq!(
+        alice
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"),
+                json!({})
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, _) = bob
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/org.example.x",
+                bob.user_id
+            ),
+            json!({ "a": 1 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let synced = bob.sync(Some(&since), 0).await;
+    let ephemeral = synced["rooms"]["join"][&room]["ephemeral"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        ephemeral
+            .iter()
+            .any(|e| e["type"] == "m.typing"
+                && e["content"]["user_ids"][0] == alice.user_id.as_str()),
+        "{ephemeral:?}"
+    );
+    assert!(ephemeral.iter().any(|e| e["type"] == "m.receipt"
+        && e["content"][event_id]["m.read"][&alice.user_id].is_object()));
+    assert!(
+        synced["account_data"]["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "org.example.x"))
+    );
+    assert_eq!(
+        synced["rooms"]["join"][&room]["unread_notifications"]["notification_count"],
+        1
+    );
+
+    let (status, rules) = bob.get("/_matrix/client/v3/pushrules/").await;
+    assert_eq!(status, 200);
+    assert!(
+        rules["global"]["override"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["rule_id"] == ".m.rule.master"))
+    );
+}
+
+#[tokio::test]
+async fn displayname_change_updates_member_events_and_profile() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let (status, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id),
+            json!({ "displayname": "Alice A." }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, profile) = alice
+        .get(&format!("/_matrix/client/v3/profile/{}", alice.user_id))
+        .await;
+    assert_eq!(profile["displayname"], "Alice A.");
+    let (_, member) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/state/m.room.member/{}",
+            alice.user_id
+        ))
+        .await;
+    assert_eq!(member["displayname"], "Alice A.");
+}
+
+#[tokio::test]
+async fn server_key_is_signed_and_stable_across_restarts() {
+    let server = TestServer::start().await;
+    let (status, keys) = server.anonymous().get("/_matrix/key/v2/server").await;
+    assert_eq!(status, 200);
+    assert_eq!(keys["server_name"], "kith.test");
+    assert!(
+        keys["signatures"]["kith.test"]
+            .as_object()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let status = server.server().status().await.expect("status");
+    assert_eq!(status.server_name, "kith.test");
+}
