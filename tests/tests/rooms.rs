@@ -468,3 +468,56 @@ async fn server_key_is_signed_and_stable_across_restarts() {
     let status = server.server().status().await.expect("status");
     assert_eq!(status.server_name, "kith.test");
 }
+
+#[tokio::test]
+async fn context_shows_events_around_one_and_relations_list_replies() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = alice.create_room(json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, sent) = alice
+            .send_text(&room, &format!("c{i}"), &format!("m{i}"))
+            .await;
+        ids.push(sent["event_id"].as_str().expect("id").to_owned());
+    }
+    let (status, context) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/context/{}?limit=2",
+            ids[1]
+        ))
+        .await;
+    assert_eq!(status, 200, "{context}");
+    assert_eq!(context["event"]["content"]["body"], "m1");
+    assert_eq!(context["events_before"][0]["content"]["body"], "m0");
+    assert_eq!(context["events_after"][0]["content"]["body"], "m2");
+    assert!(
+        context["state"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|e| e["type"] == "m.room.create"))
+    );
+
+    let reply = json!({ "msgtype": "m.text", "body": "thread reply", "m.relates_to": { "rel_type": "m.thread", "event_id": ids[0] } });
+    let (status, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/r1"),
+            reply,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, related) = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{room}/relations/{}/m.thread",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(status, 200, "{related}");
+    assert_eq!(related["chunk"][0]["content"]["body"], "thread reply");
+    let (_, none) = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{room}/relations/{}/m.annotation",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(none["chunk"], json!([]));
+}

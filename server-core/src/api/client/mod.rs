@@ -118,6 +118,22 @@ pub(super) fn routes() -> Router<Services> {
             &r("/v3/rooms/{room_id}/messages"),
             get(room_events::get_message_events),
         )
+        .route(
+            &r("/v3/rooms/{room_id}/context/{event_id}"),
+            get(room_events::get_context),
+        )
+        .route(
+            &r("/v1/rooms/{room_id}/relations/{event_id}"),
+            get(room_events::get_relating_events),
+        )
+        .route(
+            &r("/v1/rooms/{room_id}/relations/{event_id}/{rel_type}"),
+            get(room_events::get_relating_events),
+        )
+        .route(
+            &r("/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}"),
+            get(room_events::get_relating_events),
+        )
         .route(&r("/v3/sync"), get(sync::sync_events))
         .route(&r("/v3/user/{user_id}/filter"), post(sync::create_filter))
         .route(

@@ -245,3 +245,74 @@ pub(crate) async fn get_message_events(
     }
     Ok(Json(body))
 }
+
+#[derive(Deserialize)]
+pub(crate) struct ContextQuery {
+    limit: Option<u32>,
+    filter: Option<String>,
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+pub(crate) async fn get_context(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<ContextQuery>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let filter = match &query.filter {
+        Some(text) => parse_event_filter(
+            &serde_json::from_str(text)
+                .map_err(|_| Error::bad_json("The filter is not valid JSON."))?,
+        ),
+        None => EventFilter::default(),
+    };
+    let limit = query.limit.unwrap_or(10);
+    Ok(Json(
+        services
+            .rooms
+            .context(
+                &session.user_id,
+                session.device_id.as_str(),
+                &room_id,
+                &event_id,
+                limit,
+                &filter,
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RelationsQuery {
+    from: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`
+pub(crate) async fn get_relating_events(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(params): PathParams<Vec<String>>,
+    QueryParams(query): QueryParams<RelationsQuery>,
+) -> Result<Json<Value>> {
+    let mut params = params.into_iter();
+    let (Some(room_id), Some(event_id)) = (params.next(), params.next()) else {
+        return Err(Error::invalid_param("Missing room or event ID."));
+    };
+    let (rel_type, event_type) = (params.next(), params.next());
+    let room_id = parse_room_id(&room_id)?;
+    let body = services
+        .rooms
+        .relations(
+            &session.user_id,
+            &room_id,
+            &event_id,
+            rel_type,
+            event_type,
+            query.from.as_deref(),
+            query.limit.unwrap_or(50),
+        )
+        .await?;
+    Ok(Json(body))
+}

@@ -236,6 +236,134 @@ impl Rooms {
         })
     }
 
+    /// Events around one event (spec: "GET /rooms/{roomId}/context/{eventId}"): up to
+    /// `limit` events split before and after it, the state at it, and pagination tokens.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn context(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+        room_id: &RoomId,
+        event_id: &str,
+        limit: u32,
+        filter: &EventFilter,
+    ) -> Result<Value> {
+        let (after, up_to) = self.visible_range(user_id, room_id).await?;
+        let stored = self
+            .store
+            .events()
+            .get(event_id)
+            .await?
+            .filter(|e| {
+                e.room_id == room_id.as_str() && e.stream_pos > after && e.stream_pos <= up_to
+            })
+            .ok_or_else(|| Error::not_found("Event not found."))?;
+        let pos = stored.stream_pos;
+        let limit = limit.min(100);
+        let (before_limit, after_limit) = (limit / 2, limit - limit / 2);
+        let current = self.store.current_stream_pos().await?;
+        let before = self
+            .store
+            .events()
+            .room_events_backwards(room_id.as_str(), after, pos - 1, before_limit)
+            .await?;
+        let later = self
+            .store
+            .events()
+            .room_events_forwards(
+                room_id.as_str(),
+                pos + 1,
+                up_to.min(current).saturating_add(1),
+                after_limit,
+            )
+            .await?;
+        let mut pdus = Vec::new();
+        let mut render_all = async |events: &[StoredEvent]| -> Result<Vec<Value>> {
+            let mut out = Vec::new();
+            for e in events {
+                let pdu = self.parse(e)?;
+                if filter.matches(&pdu) {
+                    out.push(self.render(e, Some((user_id, device_id)), true).await?);
+                    pdus.push(pdu);
+                }
+            }
+            Ok(out)
+        };
+        let events_before = render_all(&before).await?;
+        let events_after = render_all(&later).await?;
+        let start = before.last().map_or(pos - 1, |e| e.stream_pos - 1);
+        let end = later.last().map_or(pos, |e| e.stream_pos);
+        pdus.push(self.parse(&stored)?);
+        let state: Vec<Value> = if filter.lazy_load_members {
+            self.member_events_for(room_id, &pdus).await?
+        } else {
+            self.store
+                .events()
+                .state_at(room_id.as_str(), pos)
+                .await?
+                .iter()
+                .map(|e| self.parse(e).map(|p| client_event(&p, json!({}), true)))
+                .collect::<Result<_>>()?
+        };
+        Ok(json!({
+            "event": self.render(&stored, Some((user_id, device_id)), true).await?,
+            "events_before": events_before,
+            "events_after": events_after,
+            "start": format!("t{start}"),
+            "end": format!("t{end}"),
+            "state": state,
+        }))
+    }
+
+    /// Events that relate to `event_id`, newest first (spec: "GET /relations"), optionally
+    /// of one relation type and event type.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn relations(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &str,
+        rel_type: Option<String>,
+        event_type: Option<String>,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<Value> {
+        let (after, up_to) = self.visible_range(user_id, room_id).await?;
+        let before = match from {
+            Some(token) => token_pos(token)?,
+            None => i64::MAX,
+        }
+        .min(up_to.saturating_add(1));
+        let limit = limit.clamp(1, 100);
+        let related = self
+            .store
+            .events()
+            .relations(event_id, rel_type, before, limit + 1)
+            .await?;
+        let more = related.len() > limit as usize;
+        let mut chunk = Vec::new();
+        let mut last = None;
+        for stored in related.iter().take(limit as usize) {
+            last = Some(stored.stream_pos);
+            if stored.room_id != room_id.as_str() || stored.stream_pos <= after {
+                continue;
+            }
+            let pdu = self.parse(stored)?;
+            if event_type
+                .as_deref()
+                .is_some_and(|t| t != pdu.kind.to_string())
+            {
+                continue;
+            }
+            chunk.push(self.render(stored, None, true).await?);
+        }
+        let mut body = json!({ "chunk": chunk });
+        if more && let Some(last) = last {
+            body["next_batch"] = json!(format!("t{last}"));
+        }
+        Ok(body)
+    }
+
     /// The current member events of the senders of `pdus` (for lazy-loading members).
     pub(crate) async fn member_events_for(
         &self,
