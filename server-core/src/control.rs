@@ -158,6 +158,8 @@ impl RunningServer {
     /// Stops accepting connections, lets in-flight requests finish, and returns when done.
     pub async fn stop(self) -> Result<()> {
         let _ = self.events.send(ServerEvent::Stopping);
+        // Long-polling syncs answer now with what they have; other requests finish.
+        self.services.notifier.close();
         let _ = self.shutdown.send(true);
         let result = self.task.await.map_err(Error::internal)?;
         let _ = self.events.send(ServerEvent::Stopped);

@@ -150,4 +150,147 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
+
+    /// The test vectors of the spec's appendix (spec: appendices.md, "Canonical JSON" examples
+    /// and "Cryptographic Test Vectors"), run through the same ruma calls the server uses.
+    mod spec_vectors {
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        use ruma::{
+            CanonicalJsonObject, CanonicalJsonValue,
+            room_version_rules::RedactionRules,
+            signatures::{Ed25519KeyPair, hash_and_sign_event, sign_json},
+        };
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        fn canonical(value: Value) -> CanonicalJsonObject {
+            match CanonicalJsonValue::try_from(value).expect("canonical") {
+                CanonicalJsonValue::Object(object) => object,
+                other => panic!("not an object: {other:?}"),
+            }
+        }
+
+        /// The appendix's key: `ed25519:1` from the seed `YJDBA9…XA1`.
+        fn key() -> Ed25519KeyPair {
+            // The seed's last base64 digit carries non-zero trailing bits, so decode leniently.
+            let lenient = GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                GeneralPurposeConfig::new()
+                    .with_decode_allow_trailing_bits(true)
+                    .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+            );
+            let seed = lenient
+                .decode("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
+                .expect("seed");
+            // PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
+            let mut der = vec![
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            der.extend_from_slice(&seed);
+            Ed25519KeyPair::from_der(&der, "1".to_owned()).expect("key")
+        }
+
+        #[test]
+        fn canonical_json_examples() {
+            let cases = [
+                (json!({}), r#"{}"#),
+                (json!({"one": 1, "two": "Two"}), r#"{"one":1,"two":"Two"}"#),
+                (json!({"b": "2", "a": "1"}), r#"{"a":"1","b":"2"}"#),
+                (
+                    json!({"auth": {"success": true, "mxid": "@john.doe:example.com",
+                        "profile": {"display_name": "John Doe", "three_pids": [
+                            {"medium": "email", "address": "john.doe@example.org"},
+                            {"medium": "msisdn", "address": "123456789"}]}}}),
+                    r#"{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},"success":true}}"#,
+                ),
+                (json!({"a": "日本語"}), r#"{"a":"日本語"}"#),
+                (json!({"本": 2, "日": 1}), r#"{"日":1,"本":2}"#),
+                (json!({"a": "\u{65E5}"}), r#"{"a":"日"}"#),
+                (json!({"a": null}), r#"{"a":null}"#),
+                (json!({"a": -0}), r#"{"a":0}"#),
+                (
+                    json!({"a": "\u{1F}\u{7}\u{8}\u{C}\n\r\t\"\\"}),
+                    r#"{"a":"\u001f\u0007\b\f\n\r\t\"\\"}"#,
+                ),
+            ];
+            for (input, expected) in cases {
+                let text = serde_json::to_string(&canonical(input.clone())).expect("serialise");
+                assert_eq!(text, expected, "canonical form of {input}");
+            }
+        }
+
+        #[test]
+        fn json_signing_vectors() {
+            let mut empty = canonical(json!({}));
+            sign_json("domain", &key(), &mut empty).expect("signed");
+            assert_eq!(
+                serde_json::to_value(&empty).expect("value"),
+                json!({"signatures": {"domain": {"ed25519:1":
+                    "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"}}})
+            );
+            let mut data = canonical(json!({"one": 1, "two": "Two"}));
+            sign_json("domain", &key(), &mut data).expect("signed");
+            assert_eq!(
+                serde_json::to_value(&data).expect("value"),
+                json!({"one": 1, "two": "Two", "signatures": {"domain": {"ed25519:1":
+                    "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"}}})
+            );
+        }
+
+        #[test]
+        fn event_signing_vectors() {
+            let mut event = canonical(json!({
+                "room_id": "!x:domain",
+                "sender": "@a:domain",
+                "origin": "domain",
+                "origin_server_ts": 1000000,
+                "signatures": {},
+                "hashes": {},
+                "type": "X",
+                "content": {},
+                "prev_events": [],
+                "auth_events": [],
+                "depth": 3,
+                "unsigned": {"age_ts": 1000000}
+            }));
+            hash_and_sign_event("domain", &key(), &mut event, &RedactionRules::V1).expect("signed");
+            let event = serde_json::to_value(&event).expect("value");
+            assert_eq!(
+                event["hashes"]["sha256"],
+                "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"
+            );
+            assert_eq!(
+                event["signatures"]["domain"]["ed25519:1"],
+                "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
+            );
+
+            // An event with content that redaction strips: the hash covers the content, the
+            // signature only what redaction keeps.
+            let mut message = canonical(json!({
+                "content": {"body": "Here is the message content"},
+                "event_id": "$0:domain",
+                "origin": "domain",
+                "origin_server_ts": 1000000,
+                "type": "m.room.message",
+                "room_id": "!r:domain",
+                "sender": "@u:domain",
+                "signatures": {},
+                "unsigned": {"age_ts": 1000000}
+            }));
+            hash_and_sign_event("domain", &key(), &mut message, &RedactionRules::V1)
+                .expect("signed");
+            let message = serde_json::to_value(&message).expect("value");
+            assert_eq!(
+                message["hashes"]["sha256"],
+                "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g"
+            );
+            assert_eq!(
+                message["signatures"]["domain"]["ed25519:1"],
+                "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA"
+            );
+            assert_eq!(message["content"]["body"], "Here is the message content");
+        }
+    }
 }

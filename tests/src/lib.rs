@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 /// A running Kith server for one test.
 pub struct TestServer {
     server: Option<RunningServer>,
-    _dir: tempfile::TempDir,
+    config: Config,
+    dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
     http: reqwest::Client,
@@ -36,16 +37,7 @@ impl TestServerBuilder {
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = kith::start(self.config, dir.path().to_path_buf())
-            .await
-            .expect("server starts");
-        let base_url = format!("http://{}", server.client_addr());
-        TestServer {
-            server: Some(server),
-            _dir: dir,
-            base_url,
-            http: reqwest::Client::new(),
-        }
+        TestServer::start_in(self.config, dir).await
     }
 }
 
@@ -64,6 +56,36 @@ impl TestServer {
     /// A server with test defaults.
     pub async fn start() -> Self {
         Self::builder().start().await
+    }
+
+    async fn start_in(config: Config, dir: tempfile::TempDir) -> Self {
+        let server = kith::start(config.clone(), dir.path().to_path_buf())
+            .await
+            .expect("server starts");
+        let base_url = format!("http://{}", server.client_addr());
+        TestServer {
+            server: Some(server),
+            config,
+            dir,
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server gracefully and starts it again on the same data dir (on a new
+    /// port: make new clients afterwards).
+    pub async fn restart(mut self) -> Self {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops");
+        }
+        let config = self.config.clone();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        TestServer::start_in(config, dir).await
+    }
+
+    /// Takes the running server out, to stop it by hand while requests are in flight.
+    pub fn take_server(&mut self) -> RunningServer {
+        self.server.take().expect("server running")
     }
 
     /// The running server (status, services).
@@ -139,19 +161,35 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        self.try_send(request).await.expect("request is answered")
+    }
+
+    async fn try_send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .expect("request is sent");
+        let response = request.timeout(Duration::from_secs(60)).send().await?;
         let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
+        let text = response.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
+        Ok((status, body))
+    }
+
+    /// `PUT path`, or the transport error if the server did not answer (it was stopping).
+    pub async fn try_put(&self, path: &str, body: Value) -> reqwest::Result<(u16, Value)> {
+        self.try_send(
+            self.http
+                .put(format!("{}{path}", self.base_url))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `GET path`, or the transport error if the server did not answer.
+    pub async fn try_get(&self, path: &str) -> reqwest::Result<(u16, Value)> {
+        self.try_send(self.http.get(format!("{}{path}", self.base_url)))
+            .await
     }
 
     /// `GET path`.

@@ -521,3 +521,81 @@ async fn context_shows_events_around_one_and_relations_list_replies() {
         .await;
     assert_eq!(none["chunk"], json!([]));
 }
+
+#[tokio::test]
+async fn knocking_asks_to_join_and_an_invite_lets_the_knocker_in() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "name": "Knock knock",
+            "initial_state": [{ "type": "m.room.join_rules", "state_key": "",
+                                "content": { "join_rule": "knock" } }],
+        }))
+        .await;
+    let alice_since = alice.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let (status, body) = bob.join(&room).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+    let (status, body) = bob
+        .post(
+            &format!("/_matrix/client/v3/knock/{room}"),
+            json!({ "reason": "it's bob" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+
+    // Bob sees his pending knock with the room's name; alice sees the request and reason.
+    let synced = bob.sync(None, 0).await;
+    let knock_state = synced["rooms"]["knock"][&room]["knock_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        knock_state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock knock"),
+        "{knock_state:?}"
+    );
+    let synced = alice.sync(Some(&alice_since), 0).await;
+    let timeline = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        timeline.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.user_id.as_str()
+            && e["content"]["membership"] == "knock"
+            && e["content"]["reason"] == "it's bob"),
+        "{timeline:?}"
+    );
+
+    // Alice lets bob in.
+    assert_eq!(alice.invite(&room, &bob.user_id).await.0, 200);
+    let (status, body) = bob.join(&room).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A room that is not knockable says so.
+    let carol = server.register("carol").await;
+    let public = alice.create_room(json!({ "preset": "public_chat" })).await;
+    let (status, body) = carol
+        .post(&format!("/_matrix/client/v3/knock/{public}"), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("knock")),
+        "{body}"
+    );
+}

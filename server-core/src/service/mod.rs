@@ -72,13 +72,14 @@ impl Services {
         let typing = typing::Typing::new(notifier.clone());
         let users = users::Users::new(config.clone(), identity.clone(), store.clone());
         let uiaa = uiaa::Uiaa::new(config.clone(), store.clone(), users.clone());
+        let account = account::Account::new(store.clone(), notifier.clone());
         let rooms = rooms::Rooms::new(
             config.clone(),
             identity.clone(),
             store.clone(),
             notifier.clone(),
+            account.clone(),
         );
-        let account = account::Account::new(store.clone(), notifier.clone());
         let sync = sync::Sync::new(
             store.clone(),
             notifier.clone(),

@@ -5,7 +5,13 @@
 //! simpler than per-user channels, and it never misses a wake-up: `watch` remembers the last
 //! value, so a change between the sync's check and its wait still wakes it.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
@@ -13,6 +19,8 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Notifier {
     sender: watch::Sender<u64>,
+    /// Set when the server stops: long polls answer at once instead of holding up shutdown.
+    closing: Arc<AtomicBool>,
 }
 
 impl Notifier {
@@ -20,7 +28,14 @@ impl Notifier {
     pub fn new() -> Self {
         Self {
             sender: watch::Sender::new(0),
+            closing: Arc::default(),
         }
+    }
+
+    /// Ends every wait now and makes later waits return at once (for a graceful stop).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.notify();
     }
 
     /// Tells every waiting sync that something changed.
@@ -32,6 +47,7 @@ impl Notifier {
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             receiver: self.sender.subscribe(),
+            closing: self.closing.clone(),
         }
     }
 }
@@ -45,15 +61,20 @@ impl Default for Notifier {
 /// One waiter's view of the channel.
 pub struct Subscription {
     receiver: watch::Receiver<u64>,
+    closing: Arc<AtomicBool>,
 }
 
 impl Subscription {
     /// Waits until something changed since the subscription (or the last wait), or `timeout`
-    /// passed. Returns false on timeout.
+    /// passed. Returns false on timeout, and at once when the server is stopping.
     pub async fn wait(&mut self, timeout: Duration) -> bool {
-        matches!(
+        if self.closing.load(Ordering::SeqCst) {
+            return false;
+        }
+        let changed = matches!(
             tokio::time::timeout(timeout, self.receiver.changed()).await,
             Ok(Ok(()))
-        )
+        );
+        changed && !self.closing.load(Ordering::SeqCst)
     }
 }

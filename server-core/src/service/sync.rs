@@ -24,10 +24,6 @@ use crate::{
     storage::{Membership, Store, StoredEvent},
 };
 
-/// Event types counted as notifications (a simplification of push rule evaluation:
-/// messages and encrypted messages from others after the user's read receipt).
-const NOTIFYING_TYPES: &[&str] = &["m.room.message", "m.room.encrypted", "m.sticker"];
-
 /// The part of a sync filter Kith applies.
 #[derive(Debug, Clone)]
 pub struct SyncFilter {
@@ -342,15 +338,10 @@ impl Sync {
             .account_data()
             .read_up_to(room_id.as_str(), user_id.as_str())
             .await?;
-        let notification_count = self
+        let (notification_count, highlight_count) = self
             .store
             .events()
-            .count_since(
-                room_id.as_str(),
-                user_id.as_str(),
-                read_up_to,
-                NOTIFYING_TYPES,
-            )
+            .unread_counts(room_id.as_str(), user_id.as_str(), read_up_to)
             .await?;
         let mut timeline = Vec::with_capacity(events.len());
         for (stored, _) in &events {
@@ -365,7 +356,7 @@ impl Sync {
             "state": { "events": state_events.iter().map(|p| client_event(p, json!({}), false)).collect::<Vec<_>>() },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": room_account_data },
-            "unread_notifications": { "notification_count": notification_count, "highlight_count": 0 },
+            "unread_notifications": { "notification_count": notification_count, "highlight_count": highlight_count },
         });
         if newly_joined {
             room["summary"] = self.summary(room_id, user_id).await?;

@@ -8,8 +8,12 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+// Tokio's clock, so that the expiry timer and the deadlines it checks agree (and tests can
+// pause time).
+use tokio::time::Instant;
 
 use super::notifier::Notifier;
 
@@ -46,21 +50,13 @@ impl Typing {
 
     /// Marks `user_id` typing in `room_id` for `timeout`, or not typing when `None`.
     pub fn set(&self, room_id: &str, user_id: &str, timeout: Option<Duration>) {
+        let deadline = timeout.map(|t| Instant::now() + t.min(MAX_TIMEOUT));
         let changed = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let version = state.version + 1;
             let room = state.rooms.entry(room_id.to_owned()).or_default();
-            let changed = match timeout {
-                Some(timeout) => {
-                    let new = room
-                        .until
-                        .insert(
-                            user_id.to_owned(),
-                            Instant::now() + timeout.min(MAX_TIMEOUT),
-                        )
-                        .is_none();
-                    new
-                }
+            let changed = match deadline {
+                Some(deadline) => room.until.insert(user_id.to_owned(), deadline).is_none(),
                 None => room.until.remove(user_id).is_some(),
             };
             if changed {
@@ -72,30 +68,33 @@ impl Typing {
         if changed {
             self.notifier.notify();
         }
-        if let Some(timeout) = timeout {
+        if let Some(deadline) = deadline {
             let this = self.clone();
             let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
             tokio::spawn(async move {
-                tokio::time::sleep(timeout.min(MAX_TIMEOUT)).await;
-                this.expire(&room_id, &user_id);
+                // Sleep again in the unlikely case the timer woke early.
+                while !this.expire(&room_id, &user_id, deadline) {
+                    tokio::time::sleep_until(deadline).await;
+                }
             });
         }
     }
 
-    fn expire(&self, room_id: &str, user_id: &str) {
+    /// Clears the user's notice if it is still the one that ends at `deadline` and that time
+    /// has come. Returns false when the timer must wait longer.
+    fn expire(&self, room_id: &str, user_id: &str, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now < deadline {
+            return false;
+        }
         let expired = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let version = state.version + 1;
             let Some(room) = state.rooms.get_mut(room_id) else {
-                return;
+                return true;
             };
-            // The timer may fire a hair before the deadline (it counts whole milliseconds);
-            // a notice renewed since then has a deadline far beyond this slack.
-            let slack = Duration::from_millis(10);
-            let expired = room
-                .until
-                .get(user_id)
-                .is_some_and(|until| *until <= Instant::now() + slack);
+            // A notice renewed or cleared since has another deadline (and its own timer).
+            let expired = room.until.get(user_id) == Some(&deadline);
             if expired {
                 room.until.remove(user_id);
                 room.changed_at = version;
@@ -106,6 +105,7 @@ impl Typing {
         if expired {
             self.notifier.notify();
         }
+        true
     }
 
     /// The current typing version (the second part of sync tokens).
@@ -153,10 +153,17 @@ mod tests {
 
     #[tokio::test]
     async fn typing_expires_by_itself() {
-        let typing = Typing::new(Notifier::new());
+        let notifier = Notifier::new();
+        let typing = Typing::new(notifier.clone());
         typing.set("!r", "@a:x", Some(Duration::from_millis(20)));
         let v = typing.version();
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        // The expiry wakes syncs after it has cleared the user, so waiting for that wake-up
+        // (not for a fixed time) makes the check independent of machine load.
+        let mut woken = notifier.subscribe();
+        assert!(
+            woken.wait(Duration::from_secs(10)).await,
+            "no expiry wake-up"
+        );
         assert_eq!(typing.changed_since("!r", v), Some(vec![]));
     }
 }

@@ -64,6 +64,8 @@ pub struct NewEvent {
     pub txn: Option<(String, String, String, String)>,
     /// The signed PDU JSON.
     pub json: String,
+    /// The local users this event notifies, with whether it highlights for them.
+    pub notifies: Vec<(String, bool)>,
 }
 
 /// Events and room state.
@@ -154,6 +156,12 @@ impl EventsStore<'_> {
                     txn.execute(
                         "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
                         params![target, redacted_json, event.event_id],
+                    )?;
+                }
+                for (user, highlight) in &event.notifies {
+                    txn.execute(
+                        "INSERT OR IGNORE INTO event_push_actions (room_id, user_id, stream_pos, highlight) VALUES (?1, ?2, ?3, ?4)",
+                        params![event.room_id, user, pos, highlight],
                     )?;
                 }
                 if let Some((user, device, scope, txn_id)) = &event.txn {
@@ -428,24 +436,26 @@ impl EventsStore<'_> {
             .await
     }
 
-    /// Counts events in a room after `after_pos`, not sent by `user_id`, of the given types.
-    pub async fn count_since(
+    /// Unread counts for the user in the room after position `after_pos`: the events their
+    /// push rules said notify, and of those the ones that highlight. Redacted events no
+    /// longer count.
+    pub async fn unread_counts(
         &self,
         room_id: &str,
         user_id: &str,
         after_pos: i64,
-        types: &'static [&'static str],
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
         let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
         self.store
             .read(move |conn| {
-                let placeholders = types.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(",");
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND sender != ?2 AND stream_pos > ?3 \
-                     AND redacted_by IS NULL AND event_type IN ({placeholders})"
-                ))?;
-                let count: i64 = stmt.query_row(params![room_id, user_id, after_pos], |row| row.get(0))?;
-                Ok(count.max(0) as u64)
+                let mut stmt = conn.prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(a.highlight), 0) FROM event_push_actions a \
+                     JOIN events e ON e.stream_pos = a.stream_pos \
+                     WHERE a.room_id = ?1 AND a.user_id = ?2 AND a.stream_pos > ?3 AND e.redacted_by IS NULL",
+                )?;
+                let (count, highlights): (i64, i64) =
+                    stmt.query_row(params![room_id, user_id, after_pos], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok((count.max(0) as u64, highlights.max(0) as u64))
             })
             .await
     }

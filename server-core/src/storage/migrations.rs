@@ -8,7 +8,10 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 /// The migrations, in order. Index 0 is migration 1.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_push_actions.sql"),
+];
 
 /// Applies every migration newer than the database's `user_version`.
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

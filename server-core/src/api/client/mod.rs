@@ -175,6 +175,20 @@ pub(super) fn routes() -> Router<Services> {
             get(user_data::get_pushrules_global_scope),
         )
         .route(
+            &r("/v3/pushrules/global/{kind}/{rule_id}"),
+            get(user_data::get_pushrule)
+                .put(user_data::set_pushrule)
+                .delete(user_data::delete_pushrule),
+        )
+        .route(
+            &r("/v3/pushrules/global/{kind}/{rule_id}/enabled"),
+            get(user_data::get_pushrule_enabled).put(user_data::set_pushrule_enabled),
+        )
+        .route(
+            &r("/v3/pushrules/global/{kind}/{rule_id}/actions"),
+            get(user_data::get_pushrule_actions).put(user_data::set_pushrule_actions),
+        )
+        .route(
             &r("/v3/user_directory/search"),
             post(user_data::search_users),
         )

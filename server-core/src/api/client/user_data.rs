@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use crate::{
     api::{
-        extract::{AuthedUser, JsonBody, PathParams},
+        extract::{AuthedUser, JsonBody, PathParams, QueryParams},
         parse_room_id, parse_user_id,
     },
     error::{Error, Result},
-    service::Services,
+    service::{Services, account::PushRuleBody},
 };
 
 fn ensure_self(user_id: &str, session: &crate::service::users::Session) -> Result<()> {
@@ -244,6 +244,131 @@ pub(crate) async fn get_pushrules_global_scope(
     Ok(Json(serde_json::to_value(
         services.account.push_rules(&session.user_id).await?,
     )?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PushRulePath {
+    kind: String,
+    rule_id: String,
+}
+
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
+pub(crate) async fn get_pushrule(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        services
+            .account
+            .push_rule(&session.user_id, &path.kind, &path.rule_id)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PushRulePlacement {
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
+pub(crate) async fn set_pushrule(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+    QueryParams(placement): QueryParams<PushRulePlacement>,
+    JsonBody(body): JsonBody<PushRuleBody>,
+) -> Result<Json<Value>> {
+    services
+        .account
+        .set_push_rule(
+            &session.user_id,
+            &path.kind,
+            &path.rule_id,
+            body,
+            placement.before.as_deref(),
+            placement.after.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
+pub(crate) async fn delete_pushrule(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+) -> Result<Json<Value>> {
+    services
+        .account
+        .delete_push_rule(&session.user_id, &path.kind, &path.rule_id)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
+pub(crate) async fn get_pushrule_enabled(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+) -> Result<Json<Value>> {
+    let enabled = services
+        .account
+        .push_rule_enabled(&session.user_id, &path.kind, &path.rule_id)
+        .await?;
+    Ok(Json(json!({ "enabled": enabled })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EnabledBody {
+    enabled: bool,
+}
+
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`
+pub(crate) async fn set_pushrule_enabled(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+    JsonBody(body): JsonBody<EnabledBody>,
+) -> Result<Json<Value>> {
+    services
+        .account
+        .set_push_rule_enabled(&session.user_id, &path.kind, &path.rule_id, body.enabled)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
+pub(crate) async fn get_pushrule_actions(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+) -> Result<Json<Value>> {
+    let actions = services
+        .account
+        .push_rule_actions(&session.user_id, &path.kind, &path.rule_id)
+        .await?;
+    Ok(Json(json!({ "actions": actions })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionsBody {
+    actions: Vec<ruma::push::Action>,
+}
+
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`
+pub(crate) async fn set_pushrule_actions(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(path): PathParams<PushRulePath>,
+    JsonBody(body): JsonBody<ActionsBody>,
+) -> Result<Json<Value>> {
+    services
+        .account
+        .set_push_rule_actions(&session.user_id, &path.kind, &path.rule_id, body.actions)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]

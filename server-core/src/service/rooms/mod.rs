@@ -8,6 +8,7 @@
 mod create;
 mod directory;
 mod membership;
+mod push;
 mod read;
 mod timeline;
 
@@ -23,7 +24,7 @@ pub use self::{
     read::{Direction, EventFilter, Page},
     timeline::EventDraft,
 };
-use super::{ServerIdentity, notifier::Notifier};
+use super::{ServerIdentity, account::Account, notifier::Notifier};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -38,6 +39,8 @@ pub struct Rooms {
     identity: Arc<ServerIdentity>,
     store: Store,
     notifier: Notifier,
+    /// Push rules, to decide whom each new event notifies.
+    account: Account,
     locks: Arc<Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -48,12 +51,14 @@ impl Rooms {
         identity: Arc<ServerIdentity>,
         store: Store,
         notifier: Notifier,
+        account: Account,
     ) -> Self {
         Self {
             config,
             identity,
             store,
             notifier,
+            account,
             locks: Arc::default(),
         }
     }

@@ -137,8 +137,14 @@ impl Rooms {
         Ok(client_event(&pdu, unsigned, with_room_id))
     }
 
-    /// One event, if the user may see it (`M_NOT_FOUND` otherwise, so as not to reveal it).
-    pub async fn event(&self, user_id: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
+    /// The stored event if the user may see it, with the user's visible range
+    /// (`M_NOT_FOUND` otherwise, so as not to reveal that it exists).
+    async fn visible_event(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &str,
+    ) -> Result<(StoredEvent, i64, i64)> {
         let (after, up_to) = self.visible_range(user_id, room_id).await?;
         let stored = self
             .store
@@ -149,6 +155,12 @@ impl Rooms {
                 e.room_id == room_id.as_str() && e.stream_pos > after && e.stream_pos <= up_to
             })
             .ok_or_else(|| Error::not_found("Event not found."))?;
+        Ok((stored, after, up_to))
+    }
+
+    /// One event, if the user may see it (`M_NOT_FOUND` otherwise, so as not to reveal it).
+    pub async fn event(&self, user_id: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
+        let (stored, _, _) = self.visible_event(user_id, room_id, event_id).await?;
         self.render(&stored, None, true).await
     }
 
@@ -248,16 +260,7 @@ impl Rooms {
         limit: u32,
         filter: &EventFilter,
     ) -> Result<Value> {
-        let (after, up_to) = self.visible_range(user_id, room_id).await?;
-        let stored = self
-            .store
-            .events()
-            .get(event_id)
-            .await?
-            .filter(|e| {
-                e.room_id == room_id.as_str() && e.stream_pos > after && e.stream_pos <= up_to
-            })
-            .ok_or_else(|| Error::not_found("Event not found."))?;
+        let (stored, after, up_to) = self.visible_event(user_id, room_id, event_id).await?;
         let pos = stored.stream_pos;
         let limit = limit.min(100);
         let (before_limit, after_limit) = (limit / 2, limit - limit / 2);

@@ -7,7 +7,8 @@
 //!    signature, and derive the event ID from the reference hash.
 //! 3. Check it with ruma's state-independent and state-dependent auth rules against the
 //!    current state. A failure is `M_FORBIDDEN` with ruma's reason.
-//! 4. Store it in one transaction (event, state, membership, extremity, transaction id),
+//! 4. Decide whom it notifies by their push rules (push.rs), then store it in one
+//!    transaction (event, state, membership, extremity, transaction id, push actions),
 //!    then wake syncs.
 
 use std::collections::HashMap;
@@ -312,6 +313,7 @@ impl Rooms {
             })
             .flatten();
         let room_id = pdu.in_room.clone();
+        let notifies = self.notified_users(&pdu, &built.json).await?;
         let event = NewEvent {
             event_id: pdu.event_id.to_string(),
             room_id: room_id.to_string(),
@@ -328,6 +330,7 @@ impl Rooms {
                 .zip(sender)
                 .map(|((device, scope, id), sender)| (sender.to_string(), device, scope, id)),
             json: built.json,
+            notifies,
         };
         self.store.events().append(event).await?;
         self.notifier.notify();

@@ -1,9 +1,17 @@
 //! Per-user data: account data (global and per room), tags, push rules, read receipts and
 //! read markers, and stored filters.
 
-use ruma::{RoomId, UserId, push::Ruleset};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use ruma::{OwnedUserId, RoomId, UserId, push::Ruleset};
 use serde_json::{Value, json};
 
+mod push_rules;
+
+pub use self::push_rules::PushRuleBody;
 use super::notifier::Notifier;
 use crate::{
     error::{Error, Result},
@@ -18,12 +26,21 @@ pub const PUSH_RULES: &str = "m.push_rules";
 pub struct Account {
     store: Store,
     notifier: Notifier,
+    /// Parsed push rules by user: every stored event consults its members' rules.
+    rules_cache: Arc<Mutex<HashMap<OwnedUserId, Ruleset>>>,
+    /// Serialises push rule edits (read, change, write) so none is lost.
+    rules_edit: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Account {
     /// Builds the service.
     pub fn new(store: Store, notifier: Notifier) -> Self {
-        Self { store, notifier }
+        Self {
+            store,
+            notifier,
+            rules_cache: Arc::default(),
+            rules_edit: Arc::default(),
+        }
     }
 
     /// Sets an account data entry (`room_id` `None` for global). Push rules have their
@@ -116,7 +133,15 @@ impl Account {
 
     /// The user's push ruleset: stored if edited, else the spec's defaults.
     pub async fn push_rules(&self, user_id: &UserId) -> Result<Ruleset> {
-        match self
+        if let Some(rules) = self
+            .rules_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user_id)
+        {
+            return Ok(rules.clone());
+        }
+        let rules = match self
             .store
             .account_data()
             .get(user_id.as_str(), "", PUSH_RULES)
@@ -124,18 +149,35 @@ impl Account {
         {
             Some(stored) => {
                 let value: Value = serde_json::from_str(&stored)?;
-                Ok(serde_json::from_value(
-                    value.get("global").cloned().unwrap_or(Value::Null),
-                )?)
+                serde_json::from_value(value.get("global").cloned().unwrap_or(Value::Null))?
             }
-            None => Ok(Ruleset::server_default(user_id)),
-        }
+            None => Ruleset::server_default(user_id),
+        };
+        self.rules_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id.to_owned(), rules.clone());
+        Ok(rules)
     }
 
-    /// Stores an edited push ruleset.
-    pub async fn set_push_rules(&self, user_id: &UserId, rules: &Ruleset) -> Result<()> {
+    /// Changes the user's push rules with `edit` and stores the result (spec:
+    /// client-server-api/modules/push.md, "Push Rules: API"). Edits are serialised, and the
+    /// change reaches the user's clients as `m.push_rules` account data.
+    pub async fn edit_push_rules<T>(
+        &self,
+        user_id: &UserId,
+        edit: impl FnOnce(&mut Ruleset) -> Result<T>,
+    ) -> Result<T> {
+        let _guard = self.rules_edit.lock().await;
+        let mut rules = self.push_rules(user_id).await?;
+        let result = edit(&mut rules)?;
         self.put(user_id, None, PUSH_RULES, &json!({ "global": rules }))
-            .await
+            .await?;
+        self.rules_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id.to_owned(), rules);
+        Ok(result)
     }
 
     /// The room's tags for the user (`{}` when none).
