@@ -23,3 +23,7 @@ test: deps
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Numbers, not pass/fail: the same load run against Kith and Synapse (tests/bench/).
+bench:
+	tests/bench/run.sh

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# `make bench`: the same workload (tests/bench/src/main.rs) against Kith and against Synapse,
+# one after the other on this machine, then a table with the ratios. Both servers use SQLite
+# and listen on loopback only. Synapse comes from PyPI into a cached venv; its rate limits are
+# raised so that they do not cap the figures.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+CACHE="${KITH_BENCH_CACHE:-$HOME/.cache/kith-bench}"
+TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/kith-target}"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() {
+    local url="$1" name="$2"
+    for _ in $(seq 1 600); do
+        if curl -fsS "$url" >/dev/null 2>&1; then return 0; fi
+        sleep 0.5
+    done
+    echo "bench: $name did not start (see $WORK)" >&2
+    exit 1
+}
+
+echo "== building Kith and the load generator (release)"
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p kith-server-core --bin kith -p kith-bench)
+KITH="$TARGET/release/kith"
+BENCH="$TARGET/release/kith-bench"
+
+echo "== Synapse from PyPI (cached in $CACHE)"
+mkdir -p "$CACHE"
+VENV="$CACHE/synapse-venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q matrix-synapse
+fi
+SYNAPSE_VERSION="$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
+
+echo "== Kith"
+KPORT="$(free_port)"
+"$KITH" init --server-name bench.local --data-dir "$WORK/kith" --client-listen "127.0.0.1:$KPORT" \
+    --registration open --config "$WORK/kith/kith.toml" >/dev/null
+"$KITH" serve --config "$WORK/kith/kith.toml" >"$WORK/kith.log" 2>&1 &
+KPID=$!
+PIDS+=("$KPID")
+wait_for "http://127.0.0.1:$KPORT/_matrix/client/versions" Kith
+"$BENCH" run kith "http://127.0.0.1:$KPORT" "$KPID" "$WORK/kith.json" >/dev/null
+kill "$KPID"; wait "$KPID" 2>/dev/null || true
+
+echo "== Synapse $SYNAPSE_VERSION"
+SPORT="$(free_port)"
+mkdir -p "$WORK/synapse"
+(cd "$WORK/synapse" && "$VENV/bin/python" -m synapse.app.homeserver --server-name bench.local \
+    --config-path homeserver.yaml --data-directory "$WORK/synapse" --generate-config --report-stats=no >/dev/null)
+cat >"$WORK/synapse/bench.yaml" <<YAML
+listeners:
+  - port: $SPORT
+    type: http
+    tls: false
+    bind_addresses: ['127.0.0.1']
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: false
+enable_registration: true
+enable_registration_without_verification: true
+trusted_key_servers: []
+suppress_key_server_warning: true
+rc_message: {per_second: 100000, burst_count: 100000}
+rc_registration: {per_second: 100000, burst_count: 100000}
+rc_joins: {local: {per_second: 100000, burst_count: 100000}, remote: {per_second: 100000, burst_count: 100000}}
+rc_login:
+  address: {per_second: 100000, burst_count: 100000}
+  account: {per_second: 100000, burst_count: 100000}
+  failed_attempts: {per_second: 100000, burst_count: 100000}
+YAML
+"$VENV/bin/python" -m synapse.app.homeserver -c "$WORK/synapse/homeserver.yaml" \
+    -c "$WORK/synapse/bench.yaml" >"$WORK/synapse.log" 2>&1 &
+SPID=$!
+PIDS+=("$SPID")
+wait_for "http://127.0.0.1:$SPORT/_matrix/client/versions" Synapse
+"$BENCH" run synapse "http://127.0.0.1:$SPORT" "$SPID" "$WORK/synapse.json" >/dev/null
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+echo
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); $(date -u +%Y-%m-%d)"
+echo "Kith $(git -C "$ROOT" rev-parse --short HEAD) (release build) vs Synapse $SYNAPSE_VERSION (SQLite); both on loopback"
+echo
+"$BENCH" table "$WORK/kith.json" "$WORK/synapse.json"
