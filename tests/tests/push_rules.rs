@@ -94,6 +94,13 @@ async fn push_rules_are_added_ordered_toggled_changed_and_deleted() {
         (status, body["errcode"].as_str()),
         (400, Some("M_INVALID_PARAM"))
     );
+    let (status, body) = bob
+        .put(
+            "/_matrix/client/v3/pushrules/global/sender/@x:kith.test?after=@x:kith.test",
+            json!({ "actions": [] }),
+        )
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_UNKNOWN")));
     let (status, body) = put_rule(&bob, "content/bad", json!({ "pattern": "x" })).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
@@ -210,15 +217,23 @@ async fn unread_counts_follow_push_rules_and_clear_with_a_receipt() {
     let synced = carol.sync(None, 0).await;
     assert_eq!(counts(&synced, &room), (json!(3), json!(0)));
 
-    // Bob's own messages never count for him; a read receipt clears his counts.
+    // Sending a message marks what came before as read; so does a read receipt.
     assert_eq!(bob.send_text(&room, "b1", "ok").await.0, 200);
-    let (status, _) = bob
+    let synced = bob.sync(None, 0).await;
+    assert_eq!(counts(&synced, &room), (json!(0), json!(0)));
+    let synced = carol.sync(None, 0).await;
+    assert_eq!(counts(&synced, &room), (json!(4), json!(0)));
+    let (status, _) = carol
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}"),
             json!({}),
         )
         .await;
     assert_eq!(status, 200);
-    let synced = bob.sync(None, 0).await;
-    assert_eq!(counts(&synced, &room), (json!(0), json!(0)));
+    let synced = carol.sync(None, 0).await;
+    assert_eq!(
+        counts(&synced, &room),
+        (json!(1), json!(0)),
+        "bob's message is still unread"
+    );
 }

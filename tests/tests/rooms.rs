@@ -583,6 +583,12 @@ async fn knocking_asks_to_join_and_an_invite_lets_the_knocker_in() {
     assert_eq!(alice.invite(&room, &bob.user_id).await.0, 200);
     let (status, body) = bob.join(&room).await;
     assert_eq!(status, 200, "{body}");
+    // Neither the invite nor the join leaves anything unread for bob.
+    let synced = bob.sync(None, 0).await;
+    assert_eq!(
+        synced["rooms"]["join"][&room]["unread_notifications"]["notification_count"],
+        0
+    );
 
     // A room that is not knockable says so.
     let carol = server.register("carol").await;

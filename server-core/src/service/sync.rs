@@ -341,7 +341,7 @@ impl Sync {
         let (notification_count, highlight_count) = self
             .store
             .events()
-            .unread_counts(room_id.as_str(), user_id.as_str(), read_up_to)
+            .unread_counts(room_id.as_str(), user_id.as_str(), read_up_to, now.pos)
             .await?;
         let mut timeline = Vec::with_capacity(events.len());
         for (stored, _) in &events {

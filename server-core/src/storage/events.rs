@@ -436,14 +436,17 @@ impl EventsStore<'_> {
             .await
     }
 
-    /// Unread counts for the user in the room after position `after_pos`: the events their
-    /// push rules said notify, and of those the ones that highlight. Redacted events no
-    /// longer count.
+    /// Unread counts for the user in the room up to position `up_to`: the events their push
+    /// rules said notify, and of those the ones that highlight, after the later of their read
+    /// receipt (`read_up_to`) and their own newest event there, since sending an event marks
+    /// what came before as read (spec: modules/push.md, "Receiving notifications"). Redacted
+    /// events no longer count.
     pub async fn unread_counts(
         &self,
         room_id: &str,
         user_id: &str,
-        after_pos: i64,
+        read_up_to: i64,
+        up_to: i64,
     ) -> Result<(u64, u64)> {
         let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
         self.store
@@ -451,10 +454,14 @@ impl EventsStore<'_> {
                 let mut stmt = conn.prepare_cached(
                     "SELECT COUNT(*), COALESCE(SUM(a.highlight), 0) FROM event_push_actions a \
                      JOIN events e ON e.stream_pos = a.stream_pos \
-                     WHERE a.room_id = ?1 AND a.user_id = ?2 AND a.stream_pos > ?3 AND e.redacted_by IS NULL",
+                     WHERE a.room_id = ?1 AND a.user_id = ?2 AND a.stream_pos <= ?4 AND e.redacted_by IS NULL \
+                     AND a.stream_pos > MAX(?3, COALESCE((SELECT MAX(o.stream_pos) FROM events o \
+                         WHERE o.room_id = ?1 AND o.sender = ?2 AND o.stream_pos <= ?4), 0))",
                 )?;
-                let (count, highlights): (i64, i64) =
-                    stmt.query_row(params![room_id, user_id, after_pos], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let (count, highlights): (i64, i64) = stmt.query_row(
+                    params![room_id, user_id, read_up_to, up_to],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
                 Ok((count.max(0) as u64, highlights.max(0) as u64))
             })
             .await

@@ -29,7 +29,6 @@ struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
-    user_id: String,
 }
 
 impl Client {
@@ -90,7 +89,6 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Clie
         http: http.clone(),
         base: base.to_owned(),
         token: String::new(),
-        user_id: String::new(),
     };
     let url = format!("{base}/_matrix/client/v3/register");
     let first: Value = http
@@ -113,7 +111,6 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Clie
         .await?;
     Ok(Client {
         token: body["access_token"].as_str().unwrap_or_default().to_owned(),
-        user_id: body["user_id"].as_str().unwrap_or_default().to_owned(),
         ..anon
     })
 }

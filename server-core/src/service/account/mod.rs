@@ -153,11 +153,14 @@ impl Account {
             }
             None => Ruleset::server_default(user_id),
         };
-        self.rules_cache
+        // Never overwrite: an edit that finished meanwhile has cached newer rules.
+        Ok(self
+            .rules_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(user_id.to_owned(), rules.clone());
-        Ok(rules)
+            .entry(user_id.to_owned())
+            .or_insert(rules)
+            .clone())
     }
 
     /// Changes the user's push rules with `edit` and stores the result (spec:
@@ -171,6 +174,12 @@ impl Account {
         let _guard = self.rules_edit.lock().await;
         let mut rules = self.push_rules(user_id).await?;
         let result = edit(&mut rules)?;
+        // Drop the cached copy first: if this request is cancelled after the write, the next
+        // read loads the stored rules instead of keeping the old ones.
+        self.rules_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(user_id);
         self.put(user_id, None, PUSH_RULES, &json!({ "global": rules }))
             .await?;
         self.rules_cache

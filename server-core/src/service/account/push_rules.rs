@@ -73,10 +73,20 @@ impl Account {
         after: Option<&str>,
     ) -> Result<()> {
         let rule = new_rule(rule_kind(kind)?, rule_id, body)?;
+        if before == Some(rule_id) || after == Some(rule_id) {
+            return Err(Error::new(
+                ErrorKind::Unknown,
+                "A rule cannot be placed relative to itself.",
+            ));
+        }
         self.edit_push_rules(user_id, |rules| {
-            rules
-                .insert(rule, after, before)
-                .map_err(|e| insert_error(e, before, after))
+            // ruma's reordering indexes a set by position; a case it does not foresee must
+            // be a refused request, not a crashed one.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                rules.insert(rule, after, before)
+            }))
+            .map_err(|_| Error::new(ErrorKind::Unknown, "The rule cannot be placed there."))?
+            .map_err(|e| insert_error(e, before, after))
         })
         .await
     }

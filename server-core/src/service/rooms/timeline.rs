@@ -313,7 +313,14 @@ impl Rooms {
             })
             .flatten();
         let room_id = pdu.in_room.clone();
-        let notifies = self.notified_users(&pdu, &built.json).await?;
+        // Best effort: a failed evaluation costs a notification, never the message.
+        let notifies = self
+            .notified_users(&pdu, &built.json)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed");
+                Vec::new()
+            });
         let event = NewEvent {
             event_id: pdu.event_id.to_string(),
             room_id: room_id.to_string(),

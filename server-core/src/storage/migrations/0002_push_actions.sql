@@ -8,3 +8,7 @@ CREATE TABLE event_push_actions (
     highlight  INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id, stream_pos)
 ) WITHOUT ROWID;
+
+-- A user's newest own event in a room is an implicit read receipt for the unread counts
+-- (spec: modules/push.md, "Receiving notifications").
+CREATE INDEX events_room_sender ON events(room_id, sender, stream_pos);
