@@ -78,6 +78,25 @@ impl Pdu {
         serde_json::from_str(self.content.get()).unwrap_or(Value::Null)
     }
 
+    /// For an `m.room.create` event: the room's creators, its sender and any
+    /// `additional_creators` (spec: rooms/v12.md; they outrank everyone in v12 rooms).
+    pub fn room_creators(&self) -> Vec<OwnedUserId> {
+        let mut creators = vec![self.sender.clone()];
+        if let Some(additional) = self
+            .content_value()
+            .get("additional_creators")
+            .and_then(Value::as_array)
+        {
+            creators.extend(
+                additional
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|u| UserId::parse(u).ok()),
+            );
+        }
+        creators
+    }
+
     /// The event this one redacts, wherever the room version puts it.
     pub fn redacted_event(&self) -> Option<OwnedEventId> {
         if self.redacts.is_some() {

@@ -105,22 +105,11 @@ impl Rooms {
             None => None,
         };
         // Room v12 creators outrank everyone (spec: rooms/v12.md, "Authorization rules").
-        let mut creators = Vec::new();
-        if let Some(create) = self.state_event(room_id, "m.room.create", "").await? {
-            creators.push(create.sender.clone());
-            if let Some(additional) = create
-                .content_value()
-                .get("additional_creators")
-                .and_then(Value::as_array)
-            {
-                creators.extend(
-                    additional
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .filter_map(|u| UserId::parse(u).ok()),
-                );
-            }
-        }
+        let creators = self
+            .state_event(room_id, "m.room.create", "")
+            .await?
+            .map(|create| create.room_creators())
+            .unwrap_or_default();
         let levels = RoomPowerLevels::new(
             RoomPowerLevelsSource::from(content),
             &rules.authorization,

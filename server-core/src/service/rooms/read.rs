@@ -452,16 +452,7 @@ impl Rooms {
         if rules.authorization.explicitly_privilege_room_creators
             && let Some(create) = &create
         {
-            let additional = create
-                .content_value()
-                .get("additional_creators")
-                .cloned()
-                .unwrap_or(json!([]));
-            let is_creator = create.sender == *user_id
-                || additional
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|u| u.as_str() == Some(user_id.as_str())));
-            if is_creator {
+            if create.room_creators().iter().any(|c| c == user_id) {
                 return Ok(true);
             }
         }
