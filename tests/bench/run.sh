@@ -32,8 +32,12 @@ wait_for() {
     exit 1
 }
 
-echo "== building Kith and the load generator (release)"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p kith-server-core --bin kith -p kith-bench)
+if [ -n "${KITH_BENCH_SKIP_BUILD:-}" ]; then
+    echo "== using the release binaries already in $TARGET (KITH_BENCH_SKIP_BUILD)"
+else
+    echo "== building Kith and the load generator (release)"
+    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p kith-server-core -p kith-bench --bins)
+fi
 KITH="$TARGET/release/kith"
 BENCH="$TARGET/release/kith-bench"
 
