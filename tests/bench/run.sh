@@ -40,6 +40,9 @@ else
 fi
 KITH="$TARGET/release/kith"
 BENCH="$TARGET/release/kith-bench"
+for bin in "$KITH" "$BENCH"; do
+    [ -x "$bin" ] || { echo "bench: $bin is missing; run without KITH_BENCH_SKIP_BUILD" >&2; exit 1; }
+done
 
 echo "== Synapse from PyPI (cached in $CACHE)"
 mkdir -p "$CACHE"
