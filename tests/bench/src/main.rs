@@ -2,8 +2,9 @@
 //!
 //! `kith-bench run NAME BASE_URL PID OUT.json` measures one server (PID is the server's
 //! process, for RSS from /proc). `kith-bench table KITH.json SYNAPSE.json` prints the
-//! comparison as a Markdown table with the ratio. Every phase is bounded in count, and
-//! every request in time.
+//! comparison as a Markdown table with the ratio. Every phase is bounded in count and in
+//! time ([`PHASE_BUDGET`]; a slow server gets fewer samples, and the table says how many),
+//! and every request in time.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ const IN_FLIGHT: usize = 16;
 const LATENCY_SENDS: usize = 200;
 /// Send-to-sync round trips, for delivery latency.
 const DELIVERY_ROUNDS: usize = 100;
+/// The longest the throughput, send latency and delivery phases each run; after it, a
+/// phase stops taking new samples. Synapse on two loaded cores can take seconds per send.
+const PHASE_BUDGET: Duration = Duration::from_secs(120);
 /// Initial syncs timed.
 const INITIAL_SYNCS: usize = 5;
 /// `/messages` pages of 100 read backwards.
@@ -177,24 +181,31 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         let (alice, room) = (alice.clone(), room.clone());
         workers.push(tokio::spawn(async move {
             let mut i = worker;
-            while i < THROUGHPUT_MESSAGES {
+            let mut sent = 0usize;
+            while i < THROUGHPUT_MESSAGES && started.elapsed() < PHASE_BUDGET {
                 alice
                     .send(&room, &format!("tp{i}"), &format!("message {i}"))
                     .await?;
+                sent += 1;
                 i += IN_FLIGHT;
             }
-            Ok::<_, String>(())
+            Ok::<_, String>(sent)
         }));
     }
+    let mut throughput_sends = 0;
     for worker in workers {
-        worker.await.map_err(|e| e.to_string())??;
+        throughput_sends += worker.await.map_err(|e| e.to_string())??;
     }
-    let throughput = THROUGHPUT_MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let throughput = throughput_sends as f64 / started.elapsed().as_secs_f64();
 
     // PUT /send latency, one at a time.
     eprintln!("[{name}] send latency: {LATENCY_SENDS} sequential sends");
     let mut send_latency = Vec::with_capacity(LATENCY_SENDS);
+    let started = Instant::now();
     for i in 0..LATENCY_SENDS {
+        if started.elapsed() >= PHASE_BUDGET {
+            break;
+        }
         let t = Instant::now();
         alice.send(&room, &format!("lat{i}"), "latency").await?;
         send_latency.push(t.elapsed());
@@ -209,7 +220,11 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         .ok_or("no next_batch")?
         .to_owned();
     let mut delivery = Vec::with_capacity(DELIVERY_ROUNDS);
+    let started = Instant::now();
     for i in 0..DELIVERY_ROUNDS {
+        if started.elapsed() >= PHASE_BUDGET {
+            break;
+        }
         let waiting = {
             let (bob, since) = (bob.clone(), since.clone());
             tokio::spawn(async move {
@@ -290,6 +305,11 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         "initial_sync_p50_ms": percentile(&mut initial, 0.5),
         "messages_page_ms": pages_time.as_secs_f64() * 1000.0 / PAGES as f64,
         "messages_events_read": paged,
+        "samples": {
+            "throughput_sends": throughput_sends,
+            "latency_sends": send_latency.len(),
+            "delivery_rounds": delivery.len(),
+        },
     }))
 }
 
@@ -323,6 +343,18 @@ fn table(kith: &Value, synapse: &Value) -> String {
             "| {label} | {k:.1} | {s:.1} | {advantage:.1}× |\n"
         ));
     }
+    for (server, result) in [("Kith", kith), ("Synapse", synapse)] {
+        let samples = &result["samples"];
+        out.push_str(&format!(
+            "\n{server} samples: {} throughput sends, {} timed sends, {} delivery rounds \
+             (each phase stops at {} s).",
+            samples["throughput_sends"],
+            samples["latency_sends"],
+            samples["delivery_rounds"],
+            PHASE_BUDGET.as_secs()
+        ));
+    }
+    out.push('\n');
     out
 }
 
