@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kith=info".into()),
+                .unwrap_or_else(|_| "info,ruma_state_res=warn".into()),
         )
         .init();
     let cli = Cli::parse();

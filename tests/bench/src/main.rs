@@ -1,10 +1,11 @@
 //! `kith-bench`: one reproducible HTTP workload, run the same way against any homeserver.
 //!
 //! `kith-bench run NAME BASE_URL PID OUT.json` measures one server (PID is the server's
-//! process, for RSS from /proc). `kith-bench table KITH.json SYNAPSE.json` prints the
+//! process, for RSS and CPU time from /proc). `kith-bench table KITH.json SYNAPSE.json` prints the
 //! comparison as a Markdown table with the ratio. Every phase is bounded in count and in
 //! time ([`PHASE_BUDGET`]; a slow server gets fewer samples, and the table says how many),
-//! and every request in time.
+//! and every request in time. Beside wall-clock figures it reports the server's CPU time per
+//! operation, which stays fair when the host steals CPU from a virtual machine.
 
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,48 @@ fn rss_mib(pid: u32) -> Result<(f64, f64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in milliseconds. Unlike
+/// wall-clock figures, this does not grow when the machine's host takes the CPU away
+/// (steal), so it compares two servers fairly on a noisy virtual machine.
+fn cpu_ms(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces;
+    // utime and stime are fields 14 and 15 of the whole line (proc(5)).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| format!("no field {i} in /proc/{pid}/stat"))
+    };
+    // `rest` starts at field 3, so field 14 is index 11. Clock ticks are USER_HZ, which
+    // Linux fixes at 100 per second for user space.
+    Ok((ticks(11)? + ticks(12)?) * 10.0)
+}
+
+/// The share of wall time a spinning thread actually ran during `span`: 1.0 on an idle
+/// machine with its CPUs to itself, lower when the host takes them away. Gaps of over a
+/// millisecond between two clock reads count as time the thread did not run.
+fn cpu_availability(span: Duration) -> f64 {
+    let start = Instant::now();
+    let mut last = start;
+    let mut missing = Duration::ZERO;
+    while last.duration_since(start) < span {
+        let now = Instant::now();
+        let gap = now.duration_since(last);
+        if gap > Duration::from_millis(1) {
+            missing += gap;
+        }
+        last = now;
+    }
+    1.0 - missing.as_secs_f64() / last.duration_since(start).as_secs_f64()
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
     if samples.is_empty() {
         return f64::NAN;
@@ -155,6 +198,13 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
     // Settle, then the idle figure: a started server with two accounts and no traffic.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle_rss, _) = rss_mib(pid)?;
+    let availability = tokio::task::spawn_blocking(|| cpu_availability(Duration::from_secs(5)))
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "[{name}] a spinning thread got {:.0} % of the wall time in 5 s",
+        availability * 100.0
+    );
 
     let room = alice
         .call(
@@ -175,6 +225,7 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
 
     // Throughput: THROUGHPUT_MESSAGES sends, IN_FLIGHT at a time, into one room.
     eprintln!("[{name}] throughput: {THROUGHPUT_MESSAGES} sends, {IN_FLIGHT} in flight");
+    let cpu_before = cpu_ms(pid)?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..IN_FLIGHT {
@@ -197,6 +248,7 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         throughput_sends += worker.await.map_err(|e| e.to_string())??;
     }
     let throughput = throughput_sends as f64 / started.elapsed().as_secs_f64();
+    let cpu_per_send = (cpu_ms(pid)? - cpu_before) / throughput_sends.max(1) as f64;
 
     // PUT /send latency, one at a time.
     eprintln!("[{name}] send latency: {LATENCY_SENDS} sequential sends");
@@ -260,11 +312,13 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
     // Initial sync for bob (default filter), in a room of ~2300 events.
     eprintln!("[{name}] initial sync x{INITIAL_SYNCS}");
     let mut initial = Vec::new();
+    let cpu_before = cpu_ms(pid)?;
     for _ in 0..INITIAL_SYNCS {
         let t = Instant::now();
         bob.sync("timeout=0").await?;
         initial.push(t.elapsed());
     }
+    let cpu_per_initial_sync = (cpu_ms(pid)? - cpu_before) / INITIAL_SYNCS as f64;
 
     // /messages: PAGES pages of 100 backwards from the end.
     eprintln!("[{name}] /messages: {PAGES} pages of 100");
@@ -300,6 +354,9 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         "idle_rss_mib": idle_rss,
         "peak_rss_mib": peak_rss,
         "send_throughput_per_s": throughput,
+        "cpu_ms_per_send": cpu_per_send,
+        "cpu_ms_per_initial_sync": cpu_per_initial_sync,
+        "cpu_availability": availability,
         "send_p50_ms": percentile(&mut send_latency, 0.5),
         "send_p95_ms": percentile(&mut send_latency, 0.95),
         "delivery_p50_ms": percentile(&mut delivery, 0.5),
@@ -317,7 +374,7 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
 
 /// The comparison table; "better" says which way a ratio favours Kith.
 fn table(kith: &Value, synapse: &Value) -> String {
-    let rows: [(&str, &str, bool); 10] = [
+    let rows: [(&str, &str, bool); 12] = [
         ("idle RSS (MiB)", "idle_rss_mib", false),
         ("peak RSS (MiB)", "peak_rss_mib", false),
         (
@@ -325,11 +382,17 @@ fn table(kith: &Value, synapse: &Value) -> String {
             "send_throughput_per_s",
             true,
         ),
+        ("server CPU per send (ms)", "cpu_ms_per_send", false),
         ("PUT /send p50 (ms)", "send_p50_ms", false),
         ("PUT /send p95 (ms)", "send_p95_ms", false),
         ("sync delivery p50 (ms)", "delivery_p50_ms", false),
         ("sync delivery p95 (ms)", "delivery_p95_ms", false),
         ("initial sync p50 (ms)", "initial_sync_p50_ms", false),
+        (
+            "server CPU per initial sync (ms)",
+            "cpu_ms_per_initial_sync",
+            false,
+        ),
         ("/messages page of 100 (ms)", "messages_page_ms", false),
         ("events read by /messages", "messages_events_read", true),
     ];
@@ -349,11 +412,13 @@ fn table(kith: &Value, synapse: &Value) -> String {
         let samples = &result["samples"];
         out.push_str(&format!(
             "\n{server} samples: {} throughput sends, {} timed sends, {} delivery rounds \
-             (each phase stops at {} s).",
+             (each phase stops at {} s); a spinning thread got {:.0} % of the wall time \
+             before its run.",
             samples["throughput_sends"],
             samples["latency_sends"],
             samples["delivery_rounds"],
-            PHASE_BUDGET.as_secs()
+            PHASE_BUDGET.as_secs(),
+            result["cpu_availability"].as_f64().unwrap_or(f64::NAN) * 100.0
         ));
     }
     out.push('\n');
