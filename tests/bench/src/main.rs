@@ -1,11 +1,12 @@
 //! `kith-bench`: one reproducible HTTP workload, run the same way against any homeserver.
 //!
 //! `kith-bench run NAME BASE_URL PID OUT.json` measures one server (PID is the server's
-//! process, for RSS and CPU time from /proc). `kith-bench table KITH.json SYNAPSE.json` prints the
-//! comparison as a Markdown table with the ratio. Every phase is bounded in count and in
-//! time ([`PHASE_BUDGET`]; a slow server gets fewer samples, and the table says how many),
-//! and every request in time. Beside wall-clock figures it reports the server's CPU time per
-//! operation, which stays fair when the host steals CPU from a virtual machine.
+//! process, for RSS and CPU time from /proc). `kith-bench table KITH.json SYNAPSE.json`
+//! prints the comparison as a Markdown table with the ratio. Every phase is bounded in count
+//! and in time ([`PHASE_BUDGET`]; a slow server gets fewer samples, and the table says how
+//! many), and every request in time. Beside wall-clock figures it reports the server's CPU
+//! time per operation, which host scheduling on a virtual machine distorts less, though not
+//! always not at all (tests/bench/RESULTS.md, run 3).
 
 use std::time::{Duration, Instant};
 
@@ -137,8 +138,9 @@ fn rss_mib(pid: u32) -> Result<(f64, f64)> {
 }
 
 /// CPU time (user + system, all threads) a process has used so far, in milliseconds. Unlike
-/// wall-clock figures, this does not grow when the machine's host takes the CPU away
-/// (steal), so it compares two servers fairly on a noisy virtual machine.
+/// wall-clock figures, it does not count time the host takes the CPU away, as far as the
+/// guest kernel accounts that time as steal; a VM that does not report all of it still
+/// inflates this figure.
 fn cpu_ms(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
