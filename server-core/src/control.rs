@@ -94,6 +94,7 @@ pub fn open(config: Config, data_dir: &Path) -> Result<Services> {
 
 /// Starts a server: opens `data_dir`, binds the client listener and serves until stopped.
 pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
+    crate::memory::return_large_blocks();
     let addr = config.listen.client.clone();
     let services = tokio::task::spawn_blocking(move || open(config, &data_dir))
         .await
