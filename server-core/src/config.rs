@@ -56,6 +56,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The media repository: uploads, downloads, thumbnails, URL previews.
+    pub media: MediaConfig,
 }
 
 /// Listening addresses.
@@ -106,6 +108,39 @@ pub struct LimitsConfig {
     pub refreshable_token_lifetime_secs: u64,
 }
 
+/// The media repository (spec: client-server-api/modules/content_repo.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The largest upload accepted, in bytes (`m.upload.size`); larger ones get 413 `M_TOO_LARGE`.
+    pub max_upload_bytes: u64,
+    /// The most one user may upload in total, in bytes; 0 for no quota.
+    pub max_bytes_per_user: u64,
+    /// Media uploaded before this moment (ms since the Unix epoch) can still be downloaded
+    /// without an access token through the deprecated `/_matrix/media/v3/download` and
+    /// `/thumbnail` endpoints; newer media only through the authenticated ones (the spec's
+    /// "freeze"). 0, the default, freezes from the start, as a new server should.
+    pub unauthenticated_frozen_since_ms: i64,
+    /// Whether `/preview_url` fetches web pages for link previews. Off by default: the
+    /// server then fetches URLs that users post, which tells those sites it is there.
+    pub url_preview_enabled: bool,
+    /// Lets URL previews reach private, loopback and link-local addresses. Only for tests
+    /// and closed private networks: otherwise any user could probe your LAN through the server.
+    pub url_preview_allow_private: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            max_bytes_per_user: 0,
+            unauthenticated_frozen_since_ms: 0,
+            url_preview_enabled: false,
+            url_preview_allow_private: false,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -116,6 +151,7 @@ impl Default for Config {
             well_known: WellKnownConfig::default(),
             rooms: RoomsConfig::default(),
             limits: LimitsConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -263,6 +299,18 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.media.max_upload_bytes < 1024 {
+            problems.push(problem(
+                "media.max_upload_bytes",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.media.unauthenticated_frozen_since_ms < 0 {
+            problems.push(problem(
+                "media.unauthenticated_frozen_since_ms",
+                "must be a time in milliseconds since 1970, or 0",
+            ));
+        }
         problems
     }
 
@@ -325,7 +373,21 @@ impl Config {
              # Failed logins per account per minute before clients are told to wait.\n\
              failed_logins_per_minute = {failed_logins}\n\
              # Lifetime of access tokens that come with a refresh token, in seconds.\n\
-             refreshable_token_lifetime_secs = {token_lifetime}\n",
+             refreshable_token_lifetime_secs = {token_lifetime}\n\
+             \n\
+             [media]\n\
+             # The largest file a user may upload, in bytes (default 50 MiB).\n\
+             max_upload_bytes = {max_upload_bytes}\n\
+             # The most one user may upload in total, in bytes. 0: no quota.\n\
+             max_bytes_per_user = {max_bytes_per_user}\n\
+             # Media uploaded before this time (milliseconds since 1970) stays downloadable by old\n\
+             # clients without logging in. 0: all media needs a logged-in client (recommended).\n\
+             unauthenticated_frozen_since_ms = {frozen_since}\n\
+             # Link previews: the server fetches pages that users link to. Off by default.\n\
+             url_preview_enabled = {url_preview_enabled}\n\
+             # Let link previews reach private and loopback addresses. Only for tests and closed\n\
+             # networks: it lets any user probe your home network through the server.\n\
+             url_preview_allow_private = {url_preview_allow_private}\n",
             server_name = toml_string(&self.server_name),
             client = toml_string(&self.listen.client),
             federation = toml_string(&self.listen.federation),
@@ -335,6 +397,11 @@ impl Config {
             max_request_bytes = self.limits.max_request_bytes,
             failed_logins = self.limits.failed_logins_per_minute,
             token_lifetime = self.limits.refreshable_token_lifetime_secs,
+            max_upload_bytes = self.media.max_upload_bytes,
+            max_bytes_per_user = self.media.max_bytes_per_user,
+            frozen_since = self.media.unauthenticated_frozen_since_ms,
+            url_preview_enabled = self.media.url_preview_enabled,
+            url_preview_allow_private = self.media.url_preview_allow_private,
         )
     }
 }
@@ -362,6 +429,8 @@ mod tests {
         assert_eq!(parsed.server_name, "localhost");
         assert_eq!(parsed.listen.client, "127.0.0.1:8008");
         assert_eq!(parsed.registration.mode, RegistrationMode::Closed);
+        assert_eq!(parsed.media.max_upload_bytes, 50 * 1024 * 1024);
+        assert!(!parsed.media.url_preview_enabled);
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub mod layout {
     pub fn signing_key(data_dir: &Path) -> PathBuf {
         data_dir.join("keys").join("signing.key")
     }
+    /// Media files, named by the SHA-256 of their bytes (`media/ab/cd/abcd...`), and
+    /// `media/tmp/` for uploads in progress.
+    pub fn media(data_dir: &Path) -> PathBuf {
+        data_dir.join("media")
+    }
 }
 
 /// Something that happened to a running server, for the dashboard and tray.
@@ -89,7 +94,7 @@ pub fn open(config: Config, data_dir: &Path) -> Result<Services> {
     std::fs::create_dir_all(data_dir)?;
     let store = Store::open(&layout::database(data_dir))?;
     let key = crypto::load_or_create_signing_key(&layout::signing_key(data_dir))?;
-    Services::build(config, store, key)
+    Services::build(config, store, key, layout::media(data_dir))
 }
 
 /// Starts a server: opens `data_dir`, binds the client listener and serves until stopped.

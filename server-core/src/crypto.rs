@@ -111,6 +111,46 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `object` carries a valid ed25519 signature by `signer` with the key `key_id`
+/// whose public key is `public_key` (unpadded base64). Other signatures and `unsigned` do
+/// not count (spec: appendices.md, "Checking for a signature"). Never panics on bad input.
+pub fn verify_signature(
+    object: &serde_json::Value,
+    signer: &str,
+    key_id: &str,
+    public_key: &str,
+) -> bool {
+    let Some(map) = object.as_object() else {
+        return false;
+    };
+    let Some(signature) = map
+        .get("signatures")
+        .and_then(|s| s.get(signer))
+        .and_then(|s| s.get(key_id))
+        .cloned()
+    else {
+        return false;
+    };
+    let mut only_this = map.clone();
+    only_this.insert(
+        "signatures".to_owned(),
+        serde_json::json!({ signer: { key_id: signature } }),
+    );
+    let Ok(ruma::CanonicalJsonValue::Object(canonical)) =
+        ruma::CanonicalJsonValue::try_from(serde_json::Value::Object(only_this))
+    else {
+        return false;
+    };
+    let Ok(key) = ruma::serde::Base64::parse(public_key) else {
+        return false;
+    };
+    let keys = std::collections::BTreeMap::from([(
+        signer.to_owned(),
+        std::collections::BTreeMap::from([(key_id.to_owned(), key)]),
+    )]);
+    ruma::signatures::verify_json(&keys, &canonical).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +189,43 @@ mod tests {
             hash_token("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn signatures_verify_only_with_the_right_key_and_content() {
+        use ruma::signatures::{Ed25519KeyPair, sign_json};
+        let der = Ed25519KeyPair::generate();
+        let probe = Ed25519KeyPair::from_der(&der, "x".to_owned()).expect("parse");
+        let public = base64::engine::general_purpose::STANDARD_NO_PAD.encode(probe.public_key());
+        // Cross-signing key IDs carry the public key itself, with `+` and `/`.
+        let pair = Ed25519KeyPair::from_der(&der, public.clone()).expect("parse");
+        let mut object = ruma::canonical_json::to_canonical_value(serde_json::json!({
+            "user_id": "@a:x", "usage": ["self_signing"], "unsigned": { "ignored": 1 }
+        }))
+        .expect("canonical");
+        let ruma::CanonicalJsonValue::Object(ref mut map) = object else {
+            panic!("object")
+        };
+        sign_json("@a:x", &pair, map).expect("sign");
+        let signed = serde_json::to_value(&*map).expect("json");
+        let key_id = format!("ed25519:{public}");
+        assert!(verify_signature(&signed, "@a:x", &key_id, &public));
+        assert!(!verify_signature(&signed, "@b:x", &key_id, &public));
+        let other =
+            Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "y".to_owned()).expect("parse");
+        let other_public =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(other.public_key());
+        assert!(!verify_signature(&signed, "@a:x", &key_id, &other_public));
+        let mut tampered = signed.clone();
+        tampered["usage"] = serde_json::json!(["master"]);
+        assert!(!verify_signature(&tampered, "@a:x", &key_id, &public));
+        assert!(!verify_signature(
+            &serde_json::json!("text"),
+            "@a:x",
+            &key_id,
+            &public
+        ));
+        assert!(!verify_signature(&signed, "@a:x", &key_id, "not base64!"));
     }
 
     /// The test vectors of the spec's appendix (spec: appendices.md, "Canonical JSON" examples

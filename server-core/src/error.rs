@@ -67,6 +67,20 @@ pub enum ErrorKind {
     GuestAccessForbidden,
     /// `M_UNKNOWN` with 409: the resource already exists (e.g. a room alias).
     Conflict,
+    /// `M_INVALID_SIGNATURE`: a signature on uploaded keys does not verify.
+    InvalidSignature,
+    /// `M_WRONG_ROOM_KEYS_VERSION` (403): the key backup version is not the current one.
+    WrongRoomKeysVersion {
+        /// The current backup version, if any.
+        current_version: Option<String>,
+    },
+    /// `M_NOT_YET_UPLOADED` (504): the media ID exists but its bytes have not arrived in time.
+    NotYetUploaded,
+    /// `M_CANNOT_OVERWRITE_MEDIA` (409): the media ID already has its bytes.
+    CannotOverwriteMedia,
+    /// `M_UNKNOWN` with 502: a server Kith fetched from on the caller's behalf failed
+    /// (a URL preview's page).
+    BadGateway,
 }
 
 impl ErrorKind {
@@ -96,6 +110,11 @@ impl ErrorKind {
             Self::WeakPassword => "M_WEAK_PASSWORD",
             Self::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             Self::Conflict => "M_UNKNOWN",
+            Self::InvalidSignature => "M_INVALID_SIGNATURE",
+            Self::WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
+            Self::NotYetUploaded => "M_NOT_YET_UPLOADED",
+            Self::CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
+            Self::BadGateway => "M_UNKNOWN",
         }
     }
 }

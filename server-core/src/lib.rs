@@ -7,7 +7,7 @@
 //! - [`api`] is HTTP: the Client-Server API, the server key endpoint and `.well-known`.
 //!   Handlers parse, authorise, call a few services and respond.
 //! - [`service`] is what a homeserver does: accounts, rooms (build, sign, authorise and store
-//!   events), sync, typing, account data. Services never see HTTP types.
+//!   events), sync, typing, account data, media. Services never see HTTP types.
 //! - [`storage`] is SQLite: typed sub-stores and numbered migrations, all work on blocking
 //!   threads.
 //! - [`crypto`], [`config`], [`error`], [`memory`] and [`pdu`] are leaves anyone may use.

@@ -88,6 +88,11 @@ impl TestServer {
         self.server.take().expect("server running")
     }
 
+    /// The server's data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The running server (status, services).
     pub fn server(&self) -> &RunningServer {
         self.server.as_ref().expect("server running")
@@ -239,6 +244,61 @@ impl Client {
         .await
     }
 
+    /// `POST /_matrix/media/v3/upload` with raw bytes; returns (status, body).
+    pub async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        content_type: &str,
+        filename: Option<&str>,
+    ) -> (u16, Value) {
+        let mut url = format!("{}/_matrix/media/v3/upload", self.base_url);
+        if let Some(filename) = filename {
+            url.push_str(&format!("?filename={}", url_encode(filename)));
+        }
+        self.send(
+            self.http
+                .post(url)
+                .header("content-type", content_type)
+                .body(bytes),
+        )
+        .await
+    }
+
+    /// Uploads and returns the `mxc://` URI; panics unless it succeeds.
+    pub async fn upload_ok(&self, bytes: Vec<u8>, content_type: &str) -> String {
+        let (status, body) = self.upload(bytes, content_type, None).await;
+        assert_eq!(status, 200, "upload: {body}");
+        body["content_uri"]
+            .as_str()
+            .expect("content_uri")
+            .to_owned()
+    }
+
+    /// `PUT path` with raw bytes; returns (status, body).
+    pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base_url))
+                .header("content-type", content_type)
+                .body(bytes),
+        )
+        .await
+    }
+
+    /// `GET path`, the whole response (status, headers, bytes), for media downloads.
+    pub async fn get_response(&self, path: &str) -> reqwest::Response {
+        let request = self.http.get(format!("{}{path}", self.base_url));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        request
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
     /// Creates a room; panics unless it succeeds.
     pub async fn create_room(&self, body: Value) -> String {
         let (status, response) = self.post("/_matrix/client/v3/createRoom", body).await;
@@ -280,6 +340,20 @@ impl Client {
         assert_eq!(status, 200, "sync: {body}");
         body
     }
+}
+
+/// Percent-encodes a query parameter value (everything but unreserved characters).
+pub fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The bodies of the `m.room.message` events in a sync timeline for a room.

@@ -150,6 +150,13 @@ async fn non_member_cannot_read_or_send_and_member_without_power_cannot_set_stat
         ))
         .await;
     assert_eq!(name["name"], "Old");
+    // The empty state key written with its trailing slash, as matrix-sdk sends it.
+    let (status, name) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/state/m.room.name/"
+        ))
+        .await;
+    assert_eq!((status, &name["name"]), (200, &json!("Old")));
 }
 
 #[tokio::test]

@@ -13,16 +13,20 @@ use crate::error::{Error, ErrorKind};
 /// The HTTP status for an error kind.
 pub fn status_of(kind: &ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::Forbidden | ErrorKind::UserDeactivated | ErrorKind::GuestAccessForbidden => {
-            StatusCode::FORBIDDEN
-        }
+        ErrorKind::Forbidden
+        | ErrorKind::UserDeactivated
+        | ErrorKind::GuestAccessForbidden
+        | ErrorKind::WrongRoomKeysVersion { .. } => StatusCode::FORBIDDEN,
         ErrorKind::UnknownToken { .. } | ErrorKind::MissingToken | ErrorKind::Unauthorized => {
             StatusCode::UNAUTHORIZED
         }
         ErrorKind::NotFound | ErrorKind::Unrecognized => StatusCode::NOT_FOUND,
         ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Conflict | ErrorKind::CannotOverwriteMedia => StatusCode::CONFLICT,
+        // spec: authed-content-repo.yaml, the `notYetUploaded` response is a 504.
+        ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
         ErrorKind::BadJson
         | ErrorKind::NotJson
         | ErrorKind::Unknown
@@ -34,6 +38,7 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
         | ErrorKind::UnsupportedRoomVersion
         | ErrorKind::InvalidRoomState
         | ErrorKind::Exclusive
+        | ErrorKind::InvalidSignature
         | ErrorKind::WeakPassword => StatusCode::BAD_REQUEST,
     }
 }
@@ -43,12 +48,15 @@ impl IntoResponse for Error {
         match self {
             Error::Matrix { kind, message } => {
                 let mut body = json!({ "errcode": kind.errcode(), "error": message });
-                match kind {
+                match &kind {
                     ErrorKind::LimitExceeded { retry_after_ms } => {
                         body["retry_after_ms"] = json!(retry_after_ms)
                     }
                     ErrorKind::UnknownToken { soft_logout } => {
                         body["soft_logout"] = json!(soft_logout)
+                    }
+                    ErrorKind::WrongRoomKeysVersion { current_version } => {
+                        body["current_version"] = json!(current_version)
                     }
                     _ => {}
                 }
@@ -92,6 +100,14 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(status_of(&ErrorKind::Unrecognized), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(&ErrorKind::NotYetUploaded),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            status_of(&ErrorKind::CannotOverwriteMedia),
+            StatusCode::CONFLICT
+        );
         assert_eq!(Error::internal("x").errcode(), "M_UNKNOWN");
     }
 }

@@ -9,6 +9,8 @@
 //! There are no globals and no cycles: a service that needs another receives it when built.
 
 pub mod account;
+pub mod e2ee;
+pub mod media;
 pub mod notifier;
 pub mod rate_limit;
 pub mod rooms;
@@ -50,16 +52,22 @@ pub struct Services {
     pub typing: typing::Typing,
     /// Account data, tags, push rules, receipts, filters.
     pub account: account::Account,
+    /// Encryption keys, to-device messages, key backup and device lists.
+    pub e2ee: e2ee::E2ee,
     /// The `/sync` engine.
     pub sync: sync::Sync,
+    /// The media repository: uploads, downloads, thumbnails, URL previews.
+    pub media: media::Media,
 }
 
 impl Services {
-    /// Builds every service, in dependency order.
+    /// Builds every service, in dependency order. `media_dir` is where media files live
+    /// (`<data_dir>/media`).
     pub fn build(
         config: Config,
         store: Store,
         signing_key: Ed25519KeyPair,
+        media_dir: std::path::PathBuf,
     ) -> crate::error::Result<Self> {
         let server_name = ruma::ServerName::parse(&config.server_name)
             .map_err(|e| crate::error::Error::internal(format!("server_name: {e}")))?;
@@ -70,7 +78,13 @@ impl Services {
         let config = Arc::new(config);
         let notifier = notifier::Notifier::new();
         let typing = typing::Typing::new(notifier.clone());
-        let users = users::Users::new(config.clone(), identity.clone(), store.clone());
+        let users = users::Users::new(
+            config.clone(),
+            identity.clone(),
+            store.clone(),
+            notifier.clone(),
+        );
+        let e2ee = e2ee::E2ee::new(store.clone(), identity.clone(), notifier.clone());
         let uiaa = uiaa::Uiaa::new(config.clone(), store.clone(), users.clone());
         let account = account::Account::new(store.clone(), notifier.clone());
         let rooms = rooms::Rooms::new(
@@ -86,7 +100,9 @@ impl Services {
             typing.clone(),
             rooms.clone(),
             account.clone(),
+            e2ee.clone(),
         );
+        let media = media::Media::new(config.clone(), identity.clone(), store.clone(), media_dir)?;
         Ok(Self {
             config,
             identity,
@@ -96,7 +112,9 @@ impl Services {
             rooms,
             typing,
             account,
+            e2ee,
             sync,
+            media,
         })
     }
 }

@@ -1,13 +1,16 @@
 //! The `/sync` engine (spec: client-server-api/_index.md, "Syncing").
 //!
-//! Walkthrough. A sync token is `s<stream>_<typing>`: the stream position every stored
-//! change takes (events, receipts, account data), and the typing version. A sync:
+//! Walkthrough. A sync token is `s<stream>_<typing>_<to-device>`: the stream position every
+//! stored change takes (events, receipts, account data, device list changes, to-device
+//! messages), the typing version, and the position to-device messages were delivered up to
+//! (the next sync deletes those). A sync:
 //! 1. takes a wake-up subscription, then reads the current position,
 //! 2. builds the response for `(since, current]`: for each of the user's rooms, by their
 //!    membership, the timeline (newest `limit` events, `limited` and `prev_batch` when more
 //!    exist), the state before the timeline (all of it on an initial sync, a new join or
 //!    `full_state`; else only state that changed in a gap), typing, receipts, room account
 //!    data and unread counts; invites with stripped state; rooms left since the token;
+//!    to-device messages, device list changes and one-time key counts (`service/e2ee`);
 //! 3. returns it if anything is in it (or on an initial or full-state sync); otherwise waits
 //!    for a wake-up or the timeout and tries again. Because the subscription is taken
 //!    before reading, a change that lands between the read and the wait still wakes it.
@@ -17,7 +20,13 @@ use std::time::{Duration, Instant};
 use ruma::{RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::{account::Account, notifier::Notifier, rooms::Rooms, typing::Typing};
+use super::{
+    account::Account,
+    e2ee::{DeviceListUpdates, E2ee},
+    notifier::Notifier,
+    rooms::Rooms,
+    typing::Typing,
+};
 use crate::{
     error::{Error, Result},
     pdu::{Pdu, client_event, stripped_state},
@@ -52,22 +61,43 @@ pub struct SyncToken {
     pub pos: i64,
     /// The typing version.
     pub typing: u64,
+    /// The stream position up to which to-device messages were delivered; the next sync
+    /// deletes them. Below `pos` when a sync carried only part of a long inbox.
+    pub to_device: i64,
 }
 
 impl SyncToken {
-    /// Parses `s<pos>_<typing>`.
+    /// Parses `s<pos>_<typing>_<to-device>` (or the older `s<pos>_<typing>`).
     pub fn parse(token: &str) -> Result<Self> {
         let invalid = || Error::invalid_param("Invalid sync token.");
         let rest = token.strip_prefix('s').ok_or_else(invalid)?;
-        let (pos, typing) = rest.split_once('_').ok_or_else(invalid)?;
+        let mut parts = rest.split('_');
+        let mut number = || -> Result<i64> {
+            parts
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(invalid)
+        };
+        let pos = number()?;
+        let typing = u64::try_from(number()?).map_err(|_| invalid())?;
+        let to_device = match number() {
+            Ok(td) if td <= pos => td,
+            Ok(_) => return Err(invalid()),
+            Err(_) if rest.matches('_').count() == 1 => pos,
+            Err(e) => return Err(e),
+        };
+        if parts.next().is_some() {
+            return Err(invalid());
+        }
         Ok(Self {
-            pos: pos.parse().map_err(|_| invalid())?,
-            typing: typing.parse().map_err(|_| invalid())?,
+            pos,
+            typing,
+            to_device,
         })
     }
 
     fn render(&self) -> String {
-        format!("s{}_{}", self.pos, self.typing)
+        format!("s{}_{}_{}", self.pos, self.typing, self.to_device)
     }
 }
 
@@ -79,6 +109,7 @@ pub struct Sync {
     typing: Typing,
     rooms: Rooms,
     account: Account,
+    e2ee: E2ee,
 }
 
 /// Everything one sync request asks for.
@@ -102,6 +133,7 @@ impl Sync {
         typing: Typing,
         rooms: Rooms,
         account: Account,
+        e2ee: E2ee,
     ) -> Self {
         Self {
             store,
@@ -109,6 +141,7 @@ impl Sync {
             typing,
             rooms,
             account,
+            e2ee,
         }
     }
 
@@ -123,10 +156,7 @@ impl Sync {
         let deadline = Instant::now() + request.timeout.min(Duration::from_secs(300));
         loop {
             let mut subscription = self.notifier.subscribe();
-            let now = SyncToken {
-                pos: self.store.current_stream_pos().await?,
-                typing: self.typing.version(),
-            };
+            let now = self.now().await?;
             let (body, has_news) = self.build(user_id, device_id, since, now, &request).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if has_news || since.is_none() || request.full_state || remaining.is_zero() {
@@ -134,16 +164,22 @@ impl Sync {
             }
             if !subscription.wait(remaining).await {
                 // Timed out: one last look, then answer (empty or not).
-                let now = SyncToken {
-                    pos: self.store.current_stream_pos().await?,
-                    typing: self.typing.version(),
-                };
+                let now = self.now().await?;
                 return Ok(self
                     .build(user_id, device_id, since, now, &request)
                     .await?
                     .0);
             }
         }
+    }
+
+    async fn now(&self) -> Result<SyncToken> {
+        let pos = self.store.current_stream_pos().await?;
+        Ok(SyncToken {
+            pos,
+            typing: self.typing.version(),
+            to_device: pos,
+        })
     }
 
     async fn build(
@@ -217,16 +253,45 @@ impl Sync {
                 global_account_data.push(json!({ "type": data_type, "content": content }));
             }
         }
+        // spec: modules/end_to_end_encryption.md, "Extensions to /sync", and
+        // modules/send_to_device.md, "Client behaviour".
+        let (to_device, to_device_up_to) = self
+            .e2ee
+            .to_device_for_sync(user_id, device_id, since.map(|s| s.to_device), now.pos)
+            .await?;
+        let device_lists = match since {
+            Some(since) => {
+                self.e2ee
+                    .device_list_updates(user_id, since.pos, now.pos)
+                    .await?
+            }
+            None => DeviceListUpdates::default(),
+        };
+        let one_time_key_counts = self.e2ee.one_time_key_counts(user_id, device_id).await?;
+        let unused_fallback = self
+            .e2ee
+            .unused_fallback_key_types(user_id, device_id)
+            .await?;
         let has_news = !join.is_empty()
             || !invite.is_empty()
             || !leave.is_empty()
             || !knock.is_empty()
-            || !global_account_data.is_empty();
+            || !global_account_data.is_empty()
+            || !to_device.is_empty()
+            || !device_lists.is_empty();
+        let next = SyncToken {
+            to_device: to_device_up_to,
+            ..now
+        };
         let body = json!({
-            "next_batch": now.render(),
+            "next_batch": next.render(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": global_account_data },
             "presence": { "events": [] },
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
+            "device_one_time_keys_count": one_time_key_counts,
+            "device_unused_fallback_key_types": unused_fallback,
         });
         Ok((body, has_news))
     }
@@ -494,9 +559,23 @@ mod tests {
 
     #[test]
     fn sync_tokens_round_trip_and_garbage_is_rejected() {
-        let token = SyncToken { pos: 42, typing: 7 };
+        let token = SyncToken {
+            pos: 42,
+            typing: 7,
+            to_device: 40,
+        };
         assert_eq!(SyncToken::parse(&token.render()).expect("parses"), token);
-        for bad in ["", "42", "s42", "sx_1", "t4_2"] {
+        // Tokens from before to-device delivery mean "delivered up to pos".
+        assert_eq!(
+            SyncToken::parse("s42_7").expect("parses"),
+            SyncToken {
+                to_device: 42,
+                ..token
+            }
+        );
+        for bad in [
+            "", "42", "s42", "sx_1", "t4_2", "s4_2_9", "s4_2_1_1", "s4_-1", "s4_2_",
+        ] {
             assert!(SyncToken::parse(bad).is_err(), "{bad}");
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
-use super::{ServerIdentity, rate_limit::FailureLimiter};
+use super::{ServerIdentity, notifier::Notifier, rate_limit::FailureLimiter};
 use crate::{
     config::Config,
     crypto,
@@ -56,6 +56,8 @@ pub struct Users {
     identity: Arc<ServerIdentity>,
     store: Store,
     failed_logins: FailureLimiter,
+    /// Device changes reach other users' syncs as device list updates.
+    notifier: Notifier,
 }
 
 /// Checks a localpart against the spec's grammar (spec: appendices.md, "User Identifiers":
@@ -81,13 +83,19 @@ pub fn validate_localpart(localpart: &str, server_name: &str) -> Result<()> {
 
 impl Users {
     /// Builds the service.
-    pub fn new(config: Arc<Config>, identity: Arc<ServerIdentity>, store: Store) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        identity: Arc<ServerIdentity>,
+        store: Store,
+        notifier: Notifier,
+    ) -> Self {
         let failed_logins = FailureLimiter::new(config.limits.failed_logins_per_minute);
         Self {
             config,
             identity,
             store,
             failed_logins,
+            notifier,
         }
     }
 
@@ -294,6 +302,7 @@ impl Users {
             .users()
             .delete_device(session.user_id.as_str(), session.device_id.as_str())
             .await?;
+        self.notifier.notify();
         Ok(())
     }
 
@@ -302,7 +311,9 @@ impl Users {
         self.store
             .users()
             .delete_devices_except(user_id.as_str(), None)
-            .await
+            .await?;
+        self.notifier.notify();
+        Ok(())
     }
 
     /// Sets a new password; with `logout_devices`, every other device is logged out.
@@ -334,13 +345,16 @@ impl Users {
                     Some(session.device_id.to_string()),
                 )
                 .await?;
+            self.notifier.notify();
         }
         Ok(())
     }
 
     /// Deactivates the account: no more logins, all devices gone, profile cleared.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        self.store.users().deactivate(user_id.as_str()).await
+        self.store.users().deactivate(user_id.as_str()).await?;
+        self.notifier.notify();
+        Ok(())
     }
 
     /// A user's account, or `None` if unknown.
@@ -380,6 +394,7 @@ impl Users {
             .rename_device(user_id.as_str(), device_id, name)
             .await?
         {
+            self.notifier.notify();
             Ok(())
         } else {
             Err(Error::not_found("No device with that ID."))
@@ -394,6 +409,7 @@ impl Users {
                 .delete_device(user_id.as_str(), device_id)
                 .await?;
         }
+        self.notifier.notify();
         Ok(())
     }
 

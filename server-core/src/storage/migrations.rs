@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_push_actions.sql"),
+    include_str!("migrations/0003_e2ee.sql"),
+    include_str!("migrations/0004_media.sql"),
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -15,9 +15,13 @@
 //! order and a sync token is a single number.
 
 mod account_data;
+mod backup;
 mod events;
+mod keys;
+mod media;
 mod migrations;
 mod rooms;
+mod to_device;
 mod users;
 
 use std::{
@@ -32,8 +36,15 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 
 pub use self::{
     account_data::{AccountDataStore, Receipt},
+    backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
     events::{EventsStore, Membership, NewEvent, StoredEvent},
+    keys::{
+        CrossSigningKey, DeviceKeys, KeySignature, KeyUpload, KeysStore, MembershipChange,
+        OneTimeKey,
+    },
+    media::{MediaRecord, MediaStore, Recorded, StoredThumbnail, UploadedFile},
     rooms::{PublicRoom, RoomsStore},
+    to_device::{PendingToDevice, ToDeviceMessage, ToDeviceStore},
     users::{Device, TokenInfo, User, UsersStore},
 };
 use crate::error::{Error, Result};
@@ -134,6 +145,23 @@ impl Store {
     /// Account data, receipts and filters.
     pub fn account_data(&self) -> AccountDataStore<'_> {
         AccountDataStore { store: self }
+    }
+    /// Media metadata, thumbnails and cached URL previews.
+    pub fn media(&self) -> MediaStore<'_> {
+        MediaStore { store: self }
+    }
+
+    /// Encryption keys and device lists.
+    pub fn keys(&self) -> KeysStore<'_> {
+        KeysStore { store: self }
+    }
+    /// To-device inboxes.
+    pub fn to_device(&self) -> ToDeviceStore<'_> {
+        ToDeviceStore { store: self }
+    }
+    /// Server-side key backups.
+    pub fn backup(&self) -> BackupStore<'_> {
+        BackupStore { store: self }
     }
 
     /// The newest stream position (0 for a new database).

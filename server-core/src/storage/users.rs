@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, now_ms};
+use super::{Store, keys::record_device_list_change, now_ms};
 use crate::error::Result;
 
 /// A local account.
@@ -177,6 +177,11 @@ impl UsersStore<'_> {
                     [&user_id],
                 )?;
                 txn.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+                // Its encryption identity goes too; the others' clients learn it through the
+                // device list (device keys go with the devices).
+                txn.execute("DELETE FROM cross_signing_keys WHERE user_id = ?1", [&user_id])?;
+                txn.execute("DELETE FROM key_signatures WHERE target_user = ?1", [&user_id])?;
+                record_device_list_change(txn, &user_id)?;
                 Ok(())
             })
             .await
@@ -294,10 +299,15 @@ impl UsersStore<'_> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.store
             .write(move |txn| {
-                Ok(txn.execute(
+                let deleted = txn.execute(
                     "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id, device_id],
-                )? == 1)
+                )? == 1;
+                if deleted {
+                    // Its keys went with it (ON DELETE CASCADE); other users must hear of it.
+                    record_device_list_change(txn, &user_id)?;
+                }
+                Ok(deleted)
             })
             .await
     }
@@ -307,10 +317,13 @@ impl UsersStore<'_> {
         let user_id = user_id.to_owned();
         self.store
             .write(move |txn| {
-                txn.execute(
+                let deleted = txn.execute(
                     "DELETE FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id != ?2)",
                     params![user_id, keep],
                 )?;
+                if deleted > 0 {
+                    record_device_list_change(txn, &user_id)?;
+                }
                 Ok(())
             })
             .await
@@ -347,10 +360,15 @@ impl UsersStore<'_> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.store
             .write(move |txn| {
-                Ok(txn.execute(
+                let renamed = txn.execute(
                     "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id, device_id, name],
-                )? == 1)
+                )? == 1;
+                if renamed {
+                    // The name is part of what keys/query shows others.
+                    record_device_list_change(txn, &user_id)?;
+                }
+                Ok(renamed)
             })
             .await
     }

@@ -1,9 +1,11 @@
-//! The Client-Server API, one file per spec area.
+//! The Client-Server API, one file per spec area (media's `/_matrix/media/*` paths included).
 
 mod account;
 mod devices;
 mod directory;
 mod discovery;
+mod keys;
+mod media;
 mod membership;
 mod profile;
 mod room_events;
@@ -21,6 +23,7 @@ use crate::service::Services;
 pub(super) fn routes() -> Router<Services> {
     const C: &str = "/_matrix/client";
     let r = |path: &str| format!("{C}{path}");
+    let m = |path: &str| format!("/_matrix/media{path}");
     Router::new()
         .route(&r("/versions"), get(discovery::get_supported_versions))
         .route(&r("/v3/capabilities"), get(discovery::get_capabilities))
@@ -99,6 +102,12 @@ pub(super) fn routes() -> Router<Services> {
         )
         .route(
             &r("/v3/rooms/{room_id}/state/{event_type}"),
+            get(room_events::get_state_event_empty_key)
+                .put(room_events::send_state_event_empty_key),
+        )
+        // An empty state key as clients send it: with the trailing slash (matrix-sdk does).
+        .route(
+            &r("/v3/rooms/{room_id}/state/{event_type}/"),
             get(room_events::get_state_event_empty_key)
                 .put(room_events::send_state_event_empty_key),
         )
@@ -188,6 +197,50 @@ pub(super) fn routes() -> Router<Services> {
             &r("/v3/pushrules/global/{kind}/{rule_id}/actions"),
             get(user_data::get_pushrule_actions).put(user_data::set_pushrule_actions),
         )
+        .route(&r("/v3/keys/upload"), post(keys::upload_keys))
+        .route(&r("/v3/keys/query"), post(keys::query_keys))
+        .route(&r("/v3/keys/claim"), post(keys::claim_keys))
+        .route(&r("/v3/keys/changes"), get(keys::get_key_changes))
+        .route(
+            &r("/v3/keys/device_signing/upload"),
+            post(keys::upload_cross_signing_keys),
+        )
+        .route(
+            &r("/v3/keys/signatures/upload"),
+            post(keys::upload_signatures),
+        )
+        .route(
+            &r("/v3/sendToDevice/{event_type}/{txn_id}"),
+            put(keys::send_to_device),
+        )
+        .route(
+            &r("/v3/room_keys/version"),
+            get(keys::get_latest_backup_version).post(keys::create_backup_version),
+        )
+        .route(
+            &r("/v3/room_keys/version/{version}"),
+            get(keys::get_backup_version)
+                .put(keys::update_backup_version)
+                .delete(keys::delete_backup_version),
+        )
+        .route(
+            &r("/v3/room_keys/keys"),
+            get(keys::get_room_keys)
+                .put(keys::put_room_keys)
+                .delete(keys::delete_room_keys),
+        )
+        .route(
+            &r("/v3/room_keys/keys/{room_id}"),
+            get(keys::get_room_keys)
+                .put(keys::put_room_keys)
+                .delete(keys::delete_room_keys),
+        )
+        .route(
+            &r("/v3/room_keys/keys/{room_id}/{session_id}"),
+            get(keys::get_room_keys)
+                .put(keys::put_room_keys)
+                .delete(keys::delete_room_keys),
+        )
         .route(
             &r("/v3/user_directory/search"),
             post(user_data::search_users),
@@ -209,5 +262,41 @@ pub(super) fn routes() -> Router<Services> {
         .route(
             &r("/v3/publicRooms"),
             get(directory::get_public_rooms).post(directory::get_public_rooms_filtered),
+        )
+        // Media (spec: modules/content_repo.md). Uploads stay under /_matrix/media; the
+        // rest moved to /_matrix/client/v1/media in v1.11.
+        .route(&r("/v1/media/config"), get(media::get_media_config))
+        .route(&r("/v1/media/preview_url"), get(media::get_media_preview))
+        .route(
+            &r("/v1/media/download/{server_name}/{media_id}"),
+            get(media::get_content),
+        )
+        .route(
+            &r("/v1/media/download/{server_name}/{media_id}/{file_name}"),
+            get(media::get_content_as_filename),
+        )
+        .route(
+            &r("/v1/media/thumbnail/{server_name}/{media_id}"),
+            get(media::get_content_thumbnail),
+        )
+        .route(&m("/v3/upload"), post(media::create_content))
+        .route(&m("/v1/create"), post(media::create_mxc_uri))
+        .route(
+            &m("/v3/upload/{server_name}/{media_id}"),
+            put(media::create_content_async),
+        )
+        .route(&m("/v3/config"), get(media::get_media_config))
+        .route(&m("/v3/preview_url"), get(media::get_media_preview))
+        .route(
+            &m("/v3/download/{server_name}/{media_id}"),
+            get(media::get_content_legacy),
+        )
+        .route(
+            &m("/v3/download/{server_name}/{media_id}/{file_name}"),
+            get(media::get_content_as_filename_legacy),
+        )
+        .route(
+            &m("/v3/thumbnail/{server_name}/{media_id}"),
+            get(media::get_content_thumbnail_legacy),
         )
 }

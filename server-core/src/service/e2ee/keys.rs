@@ -1,0 +1,638 @@
+//! Device keys, one-time and fallback keys, cross-signing keys and signatures
+//! (spec: end_to_end_encryption.md, "Key management API" and "Cross-signing").
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::UserId;
+use serde_json::{Map, Value, json};
+
+use super::E2ee;
+use crate::{
+    crypto::verify_signature,
+    error::{Error, ErrorKind, Result},
+    storage::{CrossSigningKey, KeySignature, KeyUpload, OneTimeKey},
+};
+
+/// What a device uploads with `keys/upload`.
+#[derive(Debug, Clone, Default)]
+pub struct KeysUpload {
+    /// The device's identity keys.
+    pub device_keys: Option<Value>,
+    /// One-time keys by key ID.
+    pub one_time_keys: Map<String, Value>,
+    /// Fallback keys by key ID.
+    pub fallback_keys: Map<String, Value>,
+}
+
+/// What `keys/device_signing/upload` carries.
+#[derive(Debug, Clone, Default)]
+pub struct CrossSigningUpload {
+    /// The master key.
+    pub master_key: Option<Value>,
+    /// The self-signing key.
+    pub self_signing_key: Option<Value>,
+    /// The user-signing key.
+    pub user_signing_key: Option<Value>,
+}
+
+const MASTER: &str = "master";
+const SELF_SIGNING: &str = "self_signing";
+const USER_SIGNING: &str = "user_signing";
+
+/// The one `ed25519:<public key>` entry of a cross-signing key, checked: the object is
+/// `user_id`'s, its usage includes `usage`, and it has exactly one key whose ID names it.
+fn cross_signing_public_key(key: &Value, user_id: &UserId, usage: &str) -> Result<String> {
+    let bad = |why: &str| Error::invalid_param(format!("The {usage} key is invalid: {why}."));
+    if key.get("user_id").and_then(Value::as_str) != Some(user_id.as_str()) {
+        return Err(bad("it belongs to another user"));
+    }
+    let usages = key.get("usage").and_then(Value::as_array);
+    if !usages.is_some_and(|u| u.iter().any(|x| x.as_str() == Some(usage))) {
+        return Err(bad("its usage does not include this purpose"));
+    }
+    let keys = key
+        .get("keys")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("it has no keys"))?;
+    let mut entries = keys.iter();
+    match (entries.next(), entries.next()) {
+        (Some((id, Value::String(public))), None)
+            if id.strip_prefix("ed25519:") == Some(public.as_str()) =>
+        {
+            Ok(public.clone())
+        }
+        _ => Err(bad(
+            "it must hold exactly one ed25519 key named after itself",
+        )),
+    }
+}
+
+/// Sets `value[path[0]][path[1]]... = leaf`, making (or replacing) non-objects on the way.
+/// Stored keys came from clients, so their shape is not trusted: `serde_json`'s `IndexMut`
+/// would panic on a string where an object was expected.
+fn set_in(value: &mut Value, path: &[&str], leaf: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = value;
+    for name in parents {
+        if !current.is_object() {
+            *current = json!({});
+        }
+        let Some(object) = current.as_object_mut() else {
+            return;
+        };
+        current = object.entry(*name).or_insert_with(|| json!({}));
+    }
+    if !current.is_object() {
+        *current = json!({});
+    }
+    if let Some(object) = current.as_object_mut() {
+        object.insert((*last).to_owned(), leaf);
+    }
+}
+
+/// A key's JSON with stored signatures merged into its `signatures`.
+fn with_signatures<'a>(
+    mut key: Value,
+    signatures: impl Iterator<Item = &'a KeySignature>,
+) -> Value {
+    for s in signatures {
+        set_in(
+            &mut key,
+            &["signatures", &s.signer_user, &s.signer_key],
+            json!(s.signature),
+        );
+    }
+    key
+}
+
+fn parse_stored(json: &str) -> Result<Value> {
+    serde_json::from_str(json).map_err(|e| Error::internal(format!("stored key: {e}")))
+}
+
+/// Splits `signed_curve25519:AAAAHQ` into its algorithm.
+fn algorithm_of(key_id: &str) -> Result<String> {
+    match key_id.split_once(':') {
+        Some((algorithm, id)) if !algorithm.is_empty() && !id.is_empty() => {
+            Ok(algorithm.to_owned())
+        }
+        _ => Err(Error::invalid_param(format!(
+            "{key_id} is not a key ID of the form <algorithm>:<id>."
+        ))),
+    }
+}
+
+fn unreachable_server(server: &str) -> Value {
+    // Federation is not built yet: remote users' keys cannot be fetched or claimed.
+    json!({ "status": 503, "message": format!("{server} cannot be reached: this server does not federate yet.") })
+}
+
+impl E2ee {
+    /// `keys/upload` for one device: stores its keys and returns its one-time key counts.
+    pub async fn upload_keys(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+        upload: KeysUpload,
+    ) -> Result<BTreeMap<String, u64>> {
+        let device_keys = match upload.device_keys {
+            Some(mut keys) => {
+                // `unsigned` is the server's to add (spec: keys.yaml, DeviceKeys).
+                if let Some(object) = keys.as_object_mut() {
+                    object.remove("unsigned");
+                }
+                if keys.get("user_id").and_then(Value::as_str) != Some(user_id.as_str())
+                    || keys.get("device_id").and_then(Value::as_str) != Some(device_id)
+                {
+                    return Err(Error::invalid_param(
+                        "The device keys must name this user and device.",
+                    ));
+                }
+                if !keys.get("keys").is_some_and(Value::is_object)
+                    || !keys.get("algorithms").is_some_and(Value::is_array)
+                {
+                    return Err(Error::bad_json("Device keys need `keys` and `algorithms`."));
+                }
+                Some(serde_json::to_string(&keys)?)
+            }
+            None => None,
+        };
+        let one_time_keys = upload
+            .one_time_keys
+            .iter()
+            .map(|(key_id, key)| {
+                Ok(OneTimeKey {
+                    algorithm: algorithm_of(key_id)?,
+                    key_id: key_id.clone(),
+                    json: serde_json::to_string(key)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // One fallback key per algorithm: the last one given wins.
+        let mut fallback_keys: BTreeMap<String, OneTimeKey> = BTreeMap::new();
+        for (key_id, key) in &upload.fallback_keys {
+            let algorithm = algorithm_of(key_id)?;
+            fallback_keys.insert(
+                algorithm.clone(),
+                OneTimeKey {
+                    algorithm,
+                    key_id: key_id.clone(),
+                    json: serde_json::to_string(key)?,
+                },
+            );
+        }
+        let changed = self
+            .store
+            .keys()
+            .upload(
+                user_id.as_str(),
+                device_id,
+                KeyUpload {
+                    device_keys,
+                    one_time_keys,
+                    fallback_keys: fallback_keys.into_values().collect(),
+                },
+            )
+            .await?;
+        if changed {
+            self.notifier.notify();
+        }
+        self.one_time_key_counts(user_id, device_id).await
+    }
+
+    /// Unclaimed one-time keys per algorithm; `signed_curve25519` is always present, so that
+    /// clients see when they have none left.
+    pub async fn one_time_key_counts(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+    ) -> Result<BTreeMap<String, u64>> {
+        let mut counts: BTreeMap<String, u64> = self
+            .store
+            .keys()
+            .one_time_key_counts(user_id.as_str(), device_id)
+            .await?
+            .into_iter()
+            .collect();
+        counts.entry("signed_curve25519".to_owned()).or_insert(0);
+        Ok(counts)
+    }
+
+    /// The algorithms of the device's fallback keys that are not used yet.
+    pub async fn unused_fallback_key_types(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+    ) -> Result<Vec<String>> {
+        self.store
+            .keys()
+            .unused_fallback_key_types(user_id.as_str(), device_id)
+            .await
+    }
+
+    /// `keys/query`: the devices and cross-signing keys of the users asked for. A user's
+    /// user-signing key, and the signatures it made, are shown only to that user.
+    pub async fn query_keys(
+        &self,
+        requester: &UserId,
+        users: BTreeMap<String, Vec<String>>,
+    ) -> Result<Value> {
+        let mut device_keys = Map::new();
+        let mut master_keys = Map::new();
+        let mut self_signing_keys = Map::new();
+        let mut user_signing_keys = Map::new();
+        let mut failures = Map::new();
+        for (user, devices) in users {
+            let user_id = UserId::parse(&user)
+                .map_err(|_| Error::invalid_param(format!("{user} is not a valid user ID.")))?;
+            if !self.is_local(&user_id) {
+                let server = user_id.server_name().to_string();
+                failures.insert(server.clone(), unreachable_server(&server));
+                continue;
+            }
+            let keys = self.store.keys();
+            let signatures = keys.signatures_for(user_id.as_str()).await?;
+            let mut devices_out = Map::new();
+            for device in keys.device_keys(user_id.as_str(), devices).await? {
+                let mut key = with_signatures(
+                    parse_stored(&device.json)?,
+                    signatures
+                        .iter()
+                        .filter(|s| s.target_key == device.device_id),
+                );
+                if let Some(name) = device.display_name {
+                    set_in(&mut key, &["unsigned", "device_display_name"], json!(name));
+                }
+                devices_out.insert(device.device_id, key);
+            }
+            device_keys.insert(user.clone(), Value::Object(devices_out));
+            for cross in keys.cross_signing_keys(user_id.as_str()).await? {
+                let visible = signatures.iter().filter(|s| {
+                    s.target_key == cross.public_key
+                        && (s.signer_user == user || s.signer_user == requester.as_str())
+                });
+                let key = with_signatures(parse_stored(&cross.json)?, visible);
+                match cross.key_type.as_str() {
+                    MASTER => master_keys.insert(user.clone(), key),
+                    SELF_SIGNING => self_signing_keys.insert(user.clone(), key),
+                    USER_SIGNING if requester == &*user_id => {
+                        user_signing_keys.insert(user.clone(), key)
+                    }
+                    _ => None,
+                };
+            }
+        }
+        Ok(json!({
+            "device_keys": device_keys,
+            "master_keys": master_keys,
+            "self_signing_keys": self_signing_keys,
+            "user_signing_keys": user_signing_keys,
+            "failures": failures,
+        }))
+    }
+
+    /// `keys/claim`: one key per device asked for, a one-time key first and the fallback key
+    /// when none is left (spec: "POST /keys/claim").
+    pub async fn claim_keys(
+        &self,
+        wanted: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Value> {
+        let mut requests = Vec::new();
+        let mut failures = Map::new();
+        for (user, devices) in wanted {
+            let user_id = UserId::parse(&user)
+                .map_err(|_| Error::invalid_param(format!("{user} is not a valid user ID.")))?;
+            if !self.is_local(&user_id) {
+                let server = user_id.server_name().to_string();
+                failures.insert(server.clone(), unreachable_server(&server));
+                continue;
+            }
+            for (device, algorithm) in devices {
+                requests.push((user.clone(), device, algorithm));
+            }
+        }
+        let mut one_time_keys = Map::new();
+        for (user, device, key_id, json) in self.store.keys().claim(requests).await? {
+            one_time_keys.entry(user).or_insert_with(|| json!({}))[device][key_id] =
+                parse_stored(&json)?;
+        }
+        Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+    }
+
+    /// Whether this upload needs user-interactive auth (spec: "POST
+    /// /keys/device_signing/upload"): not for a user's first master key, nor for a repeat of
+    /// exactly the keys already stored; always to replace keys.
+    pub async fn cross_signing_upload_needs_auth(
+        &self,
+        user_id: &UserId,
+        upload: &CrossSigningUpload,
+    ) -> Result<bool> {
+        let stored = self
+            .store
+            .keys()
+            .cross_signing_keys(user_id.as_str())
+            .await?;
+        if !stored.iter().any(|k| k.key_type == MASTER) {
+            return Ok(false);
+        }
+        let same = |key_type: &str, new: &Option<Value>| match new {
+            None => true,
+            Some(new) => stored.iter().any(|k| {
+                k.key_type == key_type
+                    && serde_json::from_str::<Value>(&k.json).ok().as_ref() == Some(new)
+            }),
+        };
+        Ok(!(upload.master_key.is_some()
+            && same(MASTER, &upload.master_key)
+            && same(SELF_SIGNING, &upload.self_signing_key)
+            && same(USER_SIGNING, &upload.user_signing_key)))
+    }
+
+    /// Stores new cross-signing keys after checking them: each is the user's, has the right
+    /// usage, and the self- and user-signing keys are signed by the (new or stored) master key.
+    /// Without `authenticated` (UIA done), stored keys are never replaced by different ones.
+    pub async fn upload_cross_signing_keys(
+        &self,
+        user_id: &UserId,
+        upload: CrossSigningUpload,
+        authenticated: bool,
+    ) -> Result<()> {
+        let mut keys = Vec::new();
+        let master_public = match &upload.master_key {
+            Some(master) => {
+                let public = cross_signing_public_key(master, user_id, MASTER)?;
+                keys.push(CrossSigningKey {
+                    key_type: MASTER.to_owned(),
+                    public_key: public.clone(),
+                    json: serde_json::to_string(master)?,
+                });
+                public
+            }
+            None => self
+                .store
+                .keys()
+                .cross_signing_keys(user_id.as_str())
+                .await?
+                .into_iter()
+                .find(|k| k.key_type == MASTER)
+                .map(|k| k.public_key)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::MissingParam,
+                        "No master signing key is available.",
+                    )
+                })?,
+        };
+        for (usage, key) in [
+            (SELF_SIGNING, &upload.self_signing_key),
+            (USER_SIGNING, &upload.user_signing_key),
+        ] {
+            let Some(key) = key else { continue };
+            let public = cross_signing_public_key(key, user_id, usage)?;
+            let master_id = format!("ed25519:{master_public}");
+            if !verify_signature(key, user_id.as_str(), &master_id, &master_public) {
+                return Err(Error::new(
+                    ErrorKind::InvalidSignature,
+                    format!("The {usage} key is not signed by the master key."),
+                ));
+            }
+            keys.push(CrossSigningKey {
+                key_type: usage.to_owned(),
+                public_key: public,
+                json: serde_json::to_string(key)?,
+            });
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if !self
+            .store
+            .keys()
+            .set_cross_signing_keys(user_id.as_str(), keys, authenticated)
+            .await?
+        {
+            return Err(Error::forbidden(
+                "Cross-signing keys were uploaded meanwhile; replacing them needs authentication.",
+            ));
+        }
+        self.notifier.notify();
+        Ok(())
+    }
+
+    /// `keys/signatures/upload`: checks and stores each new signature. The caller may sign
+    /// their own devices with their self-signing key, their own master key with one of
+    /// their devices, and other users' master keys with their user-signing key. Returns the
+    /// spec's `failures` map; valid signatures are stored even when others fail.
+    pub async fn upload_signatures(
+        &self,
+        signer: &UserId,
+        signed: BTreeMap<String, BTreeMap<String, Value>>,
+    ) -> Result<Value> {
+        let keys = self.store.keys();
+        let my_cross = keys.cross_signing_keys(signer.as_str()).await?;
+        let public_of = |key_type: &str| {
+            my_cross
+                .iter()
+                .find(|k| k.key_type == key_type)
+                .map(|k| k.public_key.clone())
+        };
+        let my_devices = keys.device_keys(signer.as_str(), Vec::new()).await?;
+        let mut accepted: Vec<KeySignature> = Vec::new();
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut changed_for_me: BTreeSet<String> = BTreeSet::new();
+        let mut failures = Map::new();
+        for (user, objects) in signed {
+            let target = match UserId::parse(&user) {
+                Ok(target) if self.is_local(&target) => target,
+                _ => {
+                    for key_id in objects.keys() {
+                        failures.entry(user.clone()).or_insert_with(|| json!({}))[key_id] = json!({
+                            "errcode": "M_INVALID_PARAM",
+                            "error": "Only users of this server can be signed for now.",
+                        });
+                    }
+                    continue;
+                }
+            };
+            let target_cross = if target == signer {
+                my_cross.clone()
+            } else {
+                keys.cross_signing_keys(target.as_str()).await?
+            };
+            for (key_id, object) in objects {
+                let outcome = self.check_signed_object(
+                    signer,
+                    &target,
+                    &key_id,
+                    &object,
+                    &target_cross,
+                    &my_devices,
+                    &public_of,
+                );
+                match outcome {
+                    Ok(signatures) => {
+                        // My own keys: everyone who tracks me must refetch. Another user's
+                        // master key: only I see my user-signing signature, so only my
+                        // devices are told that user changed (as Synapse does).
+                        if target == signer {
+                            changed.insert(signer.to_string());
+                        } else {
+                            changed_for_me.insert(target.to_string());
+                        }
+                        accepted.extend(signatures);
+                    }
+                    Err(e) => {
+                        failures.entry(user.clone()).or_insert_with(|| json!({}))[&key_id] =
+                            json!({ "errcode": e.errcode(), "error": e.to_string() });
+                    }
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            let changed_for = changed_for_me
+                .into_iter()
+                .map(|user| (user, signer.to_string()))
+                .collect();
+            keys.add_signatures(accepted, changed.into_iter().collect(), changed_for)
+                .await?;
+            self.notifier.notify();
+        }
+        Ok(json!({ "failures": failures }))
+    }
+
+    /// Checks one signed object of `keys/signatures/upload` and returns the signatures in it
+    /// that `signer` newly made and that verify.
+    #[allow(clippy::too_many_arguments)]
+    fn check_signed_object(
+        &self,
+        signer: &UserId,
+        target: &UserId,
+        key_id: &str,
+        object: &Value,
+        target_cross: &[CrossSigningKey],
+        my_devices: &[crate::storage::DeviceKeys],
+        public_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<KeySignature>> {
+        let invalid_signature = |why: &str| Error::new(ErrorKind::InvalidSignature, why.to_owned());
+        let new_signatures: Vec<(String, String)> = object
+            .get("signatures")
+            .and_then(|s| s.get(signer.as_str()))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(id, sig)| Some((id.clone(), sig.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if new_signatures.is_empty() {
+            return Err(invalid_signature(
+                "The object carries no signature of yours.",
+            ));
+        }
+        // The signed part must be exactly the stored key: a signature over anything else
+        // would be shown next to a key it does not sign.
+        let signable = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("signatures");
+                m.remove("unsigned");
+            }
+            v
+        };
+        let target_master = target_cross.iter().find(|k| k.key_type == MASTER);
+        let mut out = Vec::new();
+        if target == signer && target_master.is_none_or(|m| m.public_key != key_id) {
+            // One of my devices, signed by my self-signing key.
+            let device = my_devices
+                .iter()
+                .find(|d| d.device_id == key_id)
+                .ok_or_else(|| Error::not_found(format!("No device or key {key_id}.")))?;
+            if signable(&parse_stored(&device.json)?) != signable(object) {
+                return Err(Error::invalid_param(
+                    "The signed object is not that device's keys.",
+                ));
+            }
+            let ssk = public_of(SELF_SIGNING)
+                .ok_or_else(|| invalid_signature("You have no self-signing key."))?;
+            let ssk_id = format!("ed25519:{ssk}");
+            if !verify_signature(object, signer.as_str(), &ssk_id, &ssk) {
+                return Err(invalid_signature(
+                    "The self-signing signature does not verify.",
+                ));
+            }
+            let signature = new_signatures
+                .into_iter()
+                .find(|(id, _)| *id == ssk_id)
+                .map(|(_, s)| s)
+                .unwrap_or_default();
+            out.push(KeySignature {
+                target_user: target.to_string(),
+                target_key: key_id.to_owned(),
+                signer_user: signer.to_string(),
+                signer_key: ssk_id,
+                signature,
+            });
+            return Ok(out);
+        }
+        let master = target_master
+            .filter(|m| m.public_key == key_id)
+            .ok_or_else(|| Error::not_found(format!("No device or key {key_id}.")))?;
+        if signable(&parse_stored(&master.json)?) != signable(object) {
+            return Err(Error::invalid_param(
+                "The signed object is not that master key.",
+            ));
+        }
+        if target == signer {
+            // My master key, signed by my devices.
+            for (sig_key_id, signature) in new_signatures {
+                let Some(device_id) = sig_key_id.strip_prefix("ed25519:") else {
+                    continue;
+                };
+                let Some(device) = my_devices.iter().find(|d| d.device_id == device_id) else {
+                    continue;
+                };
+                let device_keys = parse_stored(&device.json)?;
+                let Some(public) = device_keys["keys"][&sig_key_id].as_str() else {
+                    continue;
+                };
+                if !verify_signature(object, signer.as_str(), &sig_key_id, public) {
+                    return Err(invalid_signature("A device signature does not verify."));
+                }
+                out.push(KeySignature {
+                    target_user: target.to_string(),
+                    target_key: key_id.to_owned(),
+                    signer_user: signer.to_string(),
+                    signer_key: sig_key_id,
+                    signature,
+                });
+            }
+        } else {
+            // Another user's master key, signed by my user-signing key.
+            let usk = public_of(USER_SIGNING)
+                .ok_or_else(|| invalid_signature("You have no user-signing key."))?;
+            let usk_id = format!("ed25519:{usk}");
+            if !verify_signature(object, signer.as_str(), &usk_id, &usk) {
+                return Err(invalid_signature(
+                    "The user-signing signature does not verify.",
+                ));
+            }
+            let signature = new_signatures
+                .into_iter()
+                .find(|(id, _)| *id == usk_id)
+                .map(|(_, s)| s)
+                .unwrap_or_default();
+            out.push(KeySignature {
+                target_user: target.to_string(),
+                target_key: key_id.to_owned(),
+                signer_user: signer.to_string(),
+                signer_key: usk_id,
+                signature,
+            });
+        }
+        if out.is_empty() {
+            return Err(invalid_signature("No signature by one of your devices."));
+        }
+        Ok(out)
+    }
+}
