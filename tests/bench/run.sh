@@ -78,7 +78,7 @@ listeners:
     bind_addresses: ['127.0.0.1']
     x_forwarded: false
     resources:
-      - names: [client]
+      - names: [client, media]
         compress: false
 enable_registration: true
 enable_registration_without_verification: true
@@ -86,6 +86,7 @@ trusted_key_servers: []
 suppress_key_server_warning: true
 rc_message: {per_second: 100000, burst_count: 100000}
 rc_registration: {per_second: 100000, burst_count: 100000}
+rc_media_create: {per_second: 100000, burst_count: 100000}
 rc_joins: {local: {per_second: 100000, burst_count: 100000}, remote: {per_second: 100000, burst_count: 100000}}
 rc_login:
   address: {per_second: 100000, burst_count: 100000}

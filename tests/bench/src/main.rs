@@ -8,6 +8,9 @@
 //! time per operation, which host scheduling on a virtual machine distorts less, though not
 //! always not at all (tests/bench/RESULTS.md, run 3).
 
+mod devices;
+mod media;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -30,11 +33,15 @@ const PAGES: usize = 20;
 
 type Result<T> = std::result::Result<T, String>;
 
+/// The password of every benchmark account.
+const PASSWORD: &str = "bench-password-1";
+
 #[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    user_id: String,
 }
 
 impl Client {
@@ -95,11 +102,12 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Clie
         http: http.clone(),
         base: base.to_owned(),
         token: String::new(),
+        user_id: String::new(),
     };
     let url = format!("{base}/_matrix/client/v3/register");
     let first: Value = http
         .post(&url)
-        .json(&json!({ "username": name, "password": "bench-password-1" }))
+        .json(&json!({ "username": name, "password": PASSWORD }))
         .send()
         .await
         .map_err(|e| e.to_string())?
@@ -111,12 +119,13 @@ async fn register(http: &reqwest::Client, base: &str, name: &str) -> Result<Clie
         .call(
             reqwest::Method::POST,
             "/_matrix/client/v3/register",
-            Some(json!({ "username": name, "password": "bench-password-1",
+            Some(json!({ "username": name, "password": PASSWORD,
                           "auth": { "type": "m.login.dummy", "session": session } })),
         )
         .await?;
     Ok(Client {
         token: body["access_token"].as_str().unwrap_or_default().to_owned(),
+        user_id: body["user_id"].as_str().unwrap_or_default().to_owned(),
         ..anon
     })
 }
@@ -352,8 +361,11 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
     }
     let pages_time = t.elapsed();
 
+    let media = media::run(name, &alice, pid).await?;
+    let devices = devices::run(name, &http, base, &alice, pid).await?;
+
     let (_, peak_rss) = rss_mib(pid)?;
-    Ok(json!({
+    let mut result = json!({
         "server": name,
         "idle_rss_mib": idle_rss,
         "peak_rss_mib": peak_rss,
@@ -373,13 +385,22 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
             "throughput_sends": throughput_sends,
             "latency_sends": send_latency.len(),
             "delivery_rounds": delivery.len(),
+            "media_files": media["files"],
+            "images": media["images"],
+            "to_device_syncs": devices["to_device_syncs"],
         },
-    }))
+    });
+    for part in [media, devices] {
+        if let (Some(into), Value::Object(part)) = (result.as_object_mut(), part) {
+            into.extend(part);
+        }
+    }
+    Ok(result)
 }
 
 /// The comparison table; "better" says which way a ratio favours Kith.
 fn table(kith: &Value, synapse: &Value) -> String {
-    let rows: [(&str, &str, bool); 13] = [
+    let rows: [(&str, &str, bool); 25] = [
         ("idle RSS (MiB)", "idle_rss_mib", false),
         ("peak RSS (MiB)", "peak_rss_mib", false),
         (
@@ -409,6 +430,58 @@ fn table(kith: &Value, synapse: &Value) -> String {
         ),
         ("/messages page of 100 (ms)", "messages_page_ms", false),
         ("events read by /messages", "messages_events_read", true),
+        (
+            "media upload, 1 MiB files (MiB/s)",
+            "upload_mib_per_s",
+            true,
+        ),
+        (
+            "media download, 1 MiB files (MiB/s)",
+            "download_mib_per_s",
+            true,
+        ),
+        (
+            "server CPU per 1 MiB upload (ms)",
+            "cpu_ms_per_upload",
+            false,
+        ),
+        (
+            "server CPU per 1 MiB download (ms)",
+            "cpu_ms_per_download",
+            false,
+        ),
+        (
+            "1600×1200 PNG upload p50 (ms)",
+            "image_upload_p50_ms",
+            false,
+        ),
+        ("first thumbnail p50 (ms)", "thumbnail_first_p50_ms", false),
+        (
+            "repeated thumbnail p50 (ms)",
+            "thumbnail_repeat_p50_ms",
+            false,
+        ),
+        (
+            "server CPU per image, upload + 4 thumbnails (ms)",
+            "cpu_ms_per_image",
+            false,
+        ),
+        (
+            "sync bringing 100 to-device msgs, 5 devices (ms)",
+            "to_device_sync_ms",
+            false,
+        ),
+        (
+            "server CPU for that sync (ms)",
+            "to_device_sync_cpu_ms",
+            false,
+        ),
+        (
+            "quiet incremental sync p50, 5 devices (ms)",
+            "quiet_sync_p50_ms",
+            false,
+        ),
+        ("server CPU per quiet sync (ms)", "quiet_sync_cpu_ms", false),
     ];
     let mut out =
         String::from("| measure | Kith | Synapse | Kith advantage |\n|---|---:|---:|---:|\n");
@@ -425,12 +498,16 @@ fn table(kith: &Value, synapse: &Value) -> String {
     for (server, result) in [("Kith", kith), ("Synapse", synapse)] {
         let samples = &result["samples"];
         out.push_str(&format!(
-            "\n{server} samples: {} throughput sends, {} timed sends, {} delivery rounds \
+            "\n{server} samples: {} throughput sends, {} timed sends, {} delivery rounds, \
+             {} media files, {} images, to-device messages in {} sync(s) \
              (each phase stops at {} s); a spinning thread got {:.0} % of the wall time \
              before its run.",
             samples["throughput_sends"],
             samples["latency_sends"],
             samples["delivery_rounds"],
+            samples["media_files"],
+            samples["images"],
+            samples["to_device_syncs"],
             PHASE_BUDGET.as_secs(),
             result["cpu_availability"].as_f64().unwrap_or(f64::NAN) * 100.0
         ));
