@@ -1,6 +1,5 @@
 //! A real Matrix client — matrix-sdk, the library inside Element X — against Kith.
 // matrix-sdk with end-to-end encryption nests futures deeper than the default limit.
-#![recursion_limit = "256"]
 
 use std::time::Duration;
 

@@ -5,7 +5,6 @@
 //! Every wait is bounded: clients sync with `sync_once` and a short long-poll timeout, in
 //! loops wrapped in `tokio::time::timeout`.
 // matrix-sdk with end-to-end encryption nests futures deeper than the default limit.
-#![recursion_limit = "256"]
 
 use std::time::Duration;
 
