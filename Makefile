@@ -3,12 +3,16 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kith-target
 CARGO ?= cargo
 
-.PHONY: run test deps lint bench
+.PHONY: run test deps synapse lint bench
 
 # Build tools the tests need (cargo-nextest), if missing.
 deps:
 	@command -v cargo >/dev/null || { echo "Rust is required: install it with rustup"; exit 1; }
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+
+# Synapse from PyPI in a cached venv, the real peer of the federation tests.
+synapse:
+	tests/synapse/install.sh
 
 # Until the desktop app exists: the headless server with defaults (kith.toml in the
 # per-user data dir, created on first start).
@@ -17,7 +21,7 @@ run:
 
 # Clippy is `make lint`, not part of `make test`: on a cold two-core machine it needs a
 # second, check-mode build of every dependency (about 20 more minutes).
-test: deps
+test: deps synapse
 	$(CARGO) fmt --all -- --check
 	$(CARGO) nextest run --workspace --no-fail-fast
 

@@ -58,6 +58,36 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The media repository: uploads, downloads, thumbnails, URL previews.
     pub media: MediaConfig,
+    /// Talking to other servers.
+    pub federation: FederationConfig,
+}
+
+/// Talking to other servers (spec: server-server-api.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Check other servers' TLS certificates. Off only for tests and private federations:
+    /// without it anyone on the path can pretend to be any server.
+    pub verify_certificates: bool,
+    /// Let federation reach loopback, private and link-local addresses. Only for tests and
+    /// private federations: otherwise a remote server name could point the server at your LAN.
+    pub allow_private_addresses: bool,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            verify_certificates: true,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Whether any of the safety checks is off (the server says so at start-up).
+    pub fn is_insecure(&self) -> bool {
+        !self.verify_certificates || self.allow_private_addresses
+    }
 }
 
 /// Listening addresses.
@@ -152,6 +182,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -387,7 +418,15 @@ impl Config {
              url_preview_enabled = {url_preview_enabled}\n\
              # Let link previews reach private and loopback addresses. Only for tests and closed\n\
              # networks: it lets any user probe your home network through the server.\n\
-             url_preview_allow_private = {url_preview_allow_private}\n",
+             url_preview_allow_private = {url_preview_allow_private}\n\
+             \n\
+             [federation]\n\
+             # Check other servers' TLS certificates. Turn off only for tests and private\n\
+             # federations (`kith init --insecure-federation`).\n\
+             verify_certificates = {verify_certificates}\n\
+             # Let federation reach loopback and private addresses. Only for tests and private\n\
+             # federations: otherwise a remote server name could point Kith at your home network.\n\
+             allow_private_addresses = {allow_private_addresses}\n",
             server_name = toml_string(&self.server_name),
             client = toml_string(&self.listen.client),
             federation = toml_string(&self.listen.federation),
@@ -402,6 +441,8 @@ impl Config {
             frozen_since = self.media.unauthenticated_frozen_since_ms,
             url_preview_enabled = self.media.url_preview_enabled,
             url_preview_allow_private = self.media.url_preview_allow_private,
+            verify_certificates = self.federation.verify_certificates,
+            allow_private_addresses = self.federation.allow_private_addresses,
         )
     }
 }
@@ -431,6 +472,8 @@ mod tests {
         assert_eq!(parsed.registration.mode, RegistrationMode::Closed);
         assert_eq!(parsed.media.max_upload_bytes, 50 * 1024 * 1024);
         assert!(!parsed.media.url_preview_enabled);
+        assert!(parsed.federation.verify_certificates);
+        assert!(!parsed.federation.allow_private_addresses);
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub mod layout {
     pub fn media(data_dir: &Path) -> PathBuf {
         data_dir.join("media")
     }
+    /// The federation listener's self-signed certificate.
+    pub fn federation_cert(data_dir: &Path) -> PathBuf {
+        data_dir.join("tls").join("federation.crt")
+    }
+    /// Its private key (0600).
+    pub fn federation_key(data_dir: &Path) -> PathBuf {
+        data_dir.join("tls").join("federation.key")
+    }
 }
 
 /// Something that happened to a running server, for the dashboard and tray.
@@ -61,6 +69,8 @@ pub struct Status {
     pub server_name: String,
     /// The client listener.
     pub client_addr: SocketAddr,
+    /// The federation listener, if there is one.
+    pub federation_addr: Option<SocketAddr>,
     /// Seconds since start.
     pub uptime_secs: u64,
     /// Active accounts.
@@ -75,6 +85,7 @@ pub struct Status {
 pub struct RunningServer {
     services: Services,
     client_addr: SocketAddr,
+    federation: Option<FederationListener>,
     started: Instant,
     events: broadcast::Sender<ServerEvent>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -97,13 +108,94 @@ pub fn open(config: Config, data_dir: &Path) -> Result<Services> {
     Services::build(config, store, key, layout::media(data_dir))
 }
 
-/// Starts a server: opens `data_dir`, binds the client listener and serves until stopped.
+/// The federation listener: TLS, with the Server-Server API.
+struct FederationListener {
+    addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// How long federation requests in flight may take to finish at shutdown.
+const FEDERATION_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The rustls configuration of the federation listener (TLS 1.2 and 1.3, HTTP/2 and 1.1).
+fn federation_tls(identity: &crypto::TlsIdentity) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::internal(format!("federation certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| Error::internal(format!("federation key: {e}")))?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(Error::internal)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::internal(format!("federation certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Binds the federation listener (TLS with a self-signed certificate for the server name's
+/// host, made on first start) and serves the federation API on it.
+fn start_federation(
+    services: &Services,
+    addr: &str,
+    data_dir: &Path,
+) -> Result<FederationListener> {
+    let (host, _) = crate::service::federation::discovery::split_host_port(
+        services.identity.server_name.as_str(),
+    )
+    .ok_or_else(|| Error::internal("the server name has no host"))?;
+    let identity = crypto::load_or_create_self_signed(
+        &layout::federation_cert(data_dir),
+        &layout::federation_key(data_dir),
+        &host,
+    )?;
+    let tls = federation_tls(&identity)?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::internal(format!("cannot listen for federation on {addr}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let app = api::federation::router(services.clone());
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
+    )?
+    .handle(handle.clone());
+    let task = tokio::spawn(async move {
+        server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    });
+    Ok(FederationListener { addr, handle, task })
+}
+
+/// Starts a server: opens `data_dir`, binds the client listener (and the federation
+/// listener, if configured) and serves until stopped.
 pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     crate::memory::return_large_blocks();
     let addr = config.listen.client.clone();
-    let services = tokio::task::spawn_blocking(move || open(config, &data_dir))
+    let federation_addr = config.listen.federation.clone();
+    if !federation_addr.is_empty() && config.federation.is_insecure() {
+        tracing::warn!(
+            verify_certificates = config.federation.verify_certificates,
+            allow_private_addresses = config.federation.allow_private_addresses,
+            "federation is insecure: other servers' certificates are not checked or private \
+             addresses are reachable; use this only for tests and private federations"
+        );
+    }
+    let dir = data_dir.clone();
+    let services = tokio::task::spawn_blocking(move || open(config, &dir))
         .await
         .map_err(Error::internal)??;
+    let federation = if federation_addr.is_empty() {
+        None
+    } else {
+        Some(start_federation(&services, &federation_addr, &data_dir)?)
+    };
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
@@ -122,10 +214,16 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         .await
     });
     let _ = events.send(ServerEvent::Started { client_addr });
-    tracing::info!(%client_addr, server_name = %services.identity.server_name, "Kith is serving");
+    tracing::info!(
+        %client_addr,
+        federation_addr = ?federation.as_ref().map(|f| f.addr),
+        server_name = %services.identity.server_name,
+        "Kith is serving"
+    );
     Ok(RunningServer {
         services,
         client_addr,
+        federation,
         started: Instant::now(),
         events,
         shutdown,
@@ -137,6 +235,11 @@ impl RunningServer {
     /// Where the Client-Server API listens.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// Where the federation API listens (TLS), if it does.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation.as_ref().map(|f| f.addr)
     }
 
     /// The services, for admin operations in-process (the dashboard, tests).
@@ -154,6 +257,7 @@ impl RunningServer {
         Ok(Status {
             server_name: self.services.identity.server_name.to_string(),
             client_addr: self.client_addr,
+            federation_addr: self.federation_addr(),
             uptime_secs: self.started.elapsed().as_secs(),
             user_count: self.services.users.count().await?,
             room_count: self.services.rooms.count().await?,
@@ -167,6 +271,14 @@ impl RunningServer {
         // Long-polling syncs answer now with what they have; other requests finish.
         self.services.notifier.close();
         let _ = self.shutdown.send(true);
+        if let Some(federation) = self.federation {
+            federation.handle.graceful_shutdown(Some(FEDERATION_DRAIN));
+            match federation.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "federation listener"),
+                Err(e) => tracing::warn!(error = %e, "federation listener task"),
+            }
+        }
         let result = self.task.await.map_err(Error::internal)?;
         let _ = self.events.send(ServerEvent::Stopped);
         result.map_err(Error::from)

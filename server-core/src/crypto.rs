@@ -57,6 +57,42 @@ fn parse_signing_key(text: &str) -> Result<Ed25519KeyPair> {
         .map_err(|e| Error::internal(format!("signing key: {e}")))
 }
 
+/// A certificate chain and its private key, both PEM.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate (chain), PEM.
+    pub cert_pem: String,
+    /// The private key, PEM.
+    pub key_pem: String,
+}
+
+/// Reads the self-signed federation certificate at `cert_path`/`key_path`, or makes one
+/// (rcgen, ECDSA P-256) for `host` when absent. The key file is 0600.
+///
+/// Other servers on the public network do not accept a self-signed certificate; it is for
+/// LAN-only servers, tests and private federations until a real certificate is configured.
+pub fn load_or_create_self_signed(
+    cert_path: &Path,
+    key_path: &Path,
+    host: &str,
+) -> Result<TlsIdentity> {
+    if let (Ok(cert_pem), Ok(key_pem)) = (
+        std::fs::read_to_string(cert_path),
+        std::fs::read_to_string(key_path),
+    ) {
+        return Ok(TlsIdentity { cert_pem, key_pem });
+    }
+    let generated = rcgen::generate_simple_self_signed(vec![host.to_owned()])
+        .map_err(|e| Error::internal(format!("cannot make a TLS certificate: {e}")))?;
+    let identity = TlsIdentity {
+        cert_pem: generated.cert.pem(),
+        key_pem: generated.signing_key.serialize_pem(),
+    };
+    write_private_file(key_path, identity.key_pem.as_bytes())?;
+    write_private_file(cert_path, identity.cert_pem.as_bytes())?;
+    Ok(identity)
+}
+
 /// Writes a file only its owner may read (0600 on Unix), creating parent directories.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {

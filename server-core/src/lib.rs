@@ -10,7 +10,8 @@
 //!   events), sync, typing, account data, media. Services never see HTTP types.
 //! - [`storage`] is SQLite: typed sub-stores and numbered migrations, all work on blocking
 //!   threads.
-//! - [`crypto`], [`config`], [`error`], [`memory`] and [`pdu`] are leaves anyone may use.
+//! - [`crypto`], [`config`], [`error`], [`memory`], [`net`] and [`pdu`] are leaves anyone may
+//!   use.
 //! - [`control`] is the small API the desktop shell, the `kith` binary and the tests call:
 //!   start, stop, status, events, user admin.
 
@@ -22,6 +23,7 @@ pub mod control;
 pub mod crypto;
 pub mod error;
 pub mod memory;
+pub mod net;
 pub mod pdu;
 pub mod service;
 pub mod storage;

@@ -41,6 +41,10 @@ enum Command {
         /// closed, token or open.
         #[arg(long, default_value = "closed")]
         registration: RegistrationMode,
+        /// Do not check other servers' certificates, and let federation reach loopback and
+        /// private addresses: for tests and private federations only.
+        #[arg(long)]
+        insecure_federation: bool,
         /// Where to write the config.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             client_listen,
             federation_listen,
             registration,
+            insecure_federation,
             config,
             force,
         } => {
@@ -196,6 +201,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.listen.client = client_listen;
             config.listen.federation = federation_listen;
             config.registration.mode = registration;
+            if insecure_federation {
+                config.federation.verify_certificates = false;
+                config.federation.allow_private_addresses = true;
+            }
             let problems = config.validate();
             if !problems.is_empty() {
                 return Err(report(&path, &problems));

@@ -6,7 +6,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-CACHE="${KITH_BENCH_CACHE:-$HOME/.cache/kith-bench}"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/kith-target}"
 WORK="$(mktemp -d)"
 PIDS=()
@@ -44,14 +43,9 @@ for bin in "$KITH" "$BENCH"; do
     [ -x "$bin" ] || { echo "bench: $bin is missing; run without KITH_BENCH_SKIP_BUILD" >&2; exit 1; }
 done
 
-echo "== Synapse from PyPI (cached in $CACHE)"
-mkdir -p "$CACHE"
-VENV="$CACHE/synapse-venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import synapse' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q matrix-synapse
-fi
+echo "== Synapse from PyPI (cached venv, tests/synapse/install.sh)"
+VENV="${KITH_SYNAPSE_VENV:-$HOME/.cache/kith/synapse-venv}"
+KITH_SYNAPSE_VENV="$VENV" "$ROOT/tests/synapse/install.sh"
 SYNAPSE_VERSION="$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')"
 
 echo "== Kith"

@@ -1,5 +1,8 @@
 //! Test helpers: a real Kith server on `127.0.0.1:0` with a temporary data dir, and a small
 //! HTTP client that reads like prose (`server.register("alice")`, `alice.create_room(..)`).
+//! [`synapse`] runs a real Synapse beside it for federation tests.
+
+pub mod synapse;
 
 use std::time::Duration;
 
@@ -25,6 +28,18 @@ impl TestServerBuilder {
     /// Sets the registration mode (tests default to open).
     pub fn registration(mut self, mode: RegistrationMode) -> Self {
         self.config.registration.mode = mode;
+        self
+    }
+
+    /// Listens for federation on a free loopback port, named `localhost:PORT` after it
+    /// (servers on loopback need an explicit port), with certificate checks off and
+    /// loopback addresses allowed, as tests and private federations need.
+    pub fn federation(mut self) -> Self {
+        let port = free_port();
+        self.config.server_name = format!("localhost:{port}");
+        self.config.listen.federation = format!("127.0.0.1:{port}");
+        self.config.federation.verify_certificates = false;
+        self.config.federation.allow_private_addresses = true;
         self
     }
 
@@ -56,6 +71,25 @@ impl TestServer {
     /// A server with test defaults.
     pub async fn start() -> Self {
         Self::builder().start().await
+    }
+
+    /// A server with test defaults that federates (see [`TestServerBuilder::federation`]).
+    pub async fn start_federating() -> Self {
+        Self::builder().federation().start().await
+    }
+
+    /// The server name (`kith.test`, or `localhost:PORT` when federating).
+    pub fn server_name(&self) -> &str {
+        &self.config.server_name
+    }
+
+    /// `https://127.0.0.1:PORT` of the federation listener.
+    pub fn federation_url(&self) -> String {
+        let addr = self
+            .server()
+            .federation_addr()
+            .expect("this server listens for federation");
+        format!("https://{addr}")
     }
 
     async fn start_in(config: Config, dir: tempfile::TempDir) -> Self {
@@ -118,15 +152,7 @@ impl TestServer {
 
     /// Registers `name` with password `password` (open registration, dummy auth).
     pub async fn register(&self, name: &str) -> Client {
-        let anon = self.anonymous();
-        let (status, body) = anon
-            .post(
-                "/_matrix/client/v3/register",
-                json!({ "username": name, "password": "password", "auth": { "type": "m.login.dummy" } }),
-            )
-            .await;
-        assert_eq!(status, 200, "registering {name}: {body}");
-        anon.with_login(&body)
+        self.anonymous().register(name).await
     }
 
     /// Logs `name` in with its password.
@@ -138,6 +164,30 @@ impl TestServer {
             )
             .await
     }
+}
+
+/// Device keys for `client`'s device, shaped as clients upload them. The key material is
+/// made up: servers store and hand out keys without checking them (clients do).
+pub fn device_keys(client: &Client) -> Value {
+    json!({
+        "user_id": client.user_id,
+        "device_id": client.device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            format!("curve25519:{}", client.device_id): "curve",
+            format!("ed25519:{}", client.device_id): "edkey",
+        },
+        "signatures": { client.user_id.clone(): { format!("ed25519:{}", client.device_id): "sig" } },
+    })
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (for servers whose name must carry their
+/// port before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// An HTTP client, logged in or not.
@@ -154,6 +204,30 @@ pub struct Client {
 }
 
 impl Client {
+    /// An anonymous client of the Client-Server API at `base_url` (any homeserver).
+    pub fn anonymous_at(base_url: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: None,
+            user_id: String::new(),
+            device_id: String::new(),
+        }
+    }
+
+    /// Registers `name` (open registration, dummy auth) on whatever server this client
+    /// talks to, and returns the logged-in client.
+    pub async fn register(&self, name: &str) -> Client {
+        let (status, body) = self
+            .post(
+                "/_matrix/client/v3/register",
+                json!({ "username": name, "password": "password", "auth": { "type": "m.login.dummy" } }),
+            )
+            .await;
+        assert_eq!(status, 200, "registering {name}: {body}");
+        self.with_login(&body)
+    }
+
     /// This client logged in with a login or register response.
     pub fn with_login(&self, body: &Value) -> Client {
         Client {

@@ -1,4 +1,5 @@
-//! The HTTP layer: the Client-Server API, the server key endpoint and `.well-known`.
+//! The HTTP layer: the Client-Server API, the server key endpoint and `.well-known` on the
+//! client listener; the Server-Server API on the federation listener ([`federation`]).
 //!
 //! What belongs here: parsing requests, authenticating callers, calling services, and
 //! shaping responses. What does not: rules and storage — a handler is parse, authorise, a
@@ -10,8 +11,9 @@
 
 mod client;
 mod extract;
-mod keys;
+pub mod federation;
 pub mod response;
+mod well_known;
 
 use axum::{
     Json, Router,
@@ -65,13 +67,19 @@ pub fn router(services: Services) -> Router {
         ]);
     Router::new()
         .merge(client::routes())
-        .route("/_matrix/key/v2/server", get(keys::get_server_keys))
+        .route("/_matrix/key/v2/server", get(federation::server_keys))
         .route(
             "/_matrix/key/v2/server/{key_id}",
-            get(keys::get_server_keys),
+            get(federation::server_keys),
         )
-        .route("/.well-known/matrix/client", get(keys::well_known_client))
-        .route("/.well-known/matrix/server", get(keys::well_known_server))
+        .route(
+            "/.well-known/matrix/client",
+            get(well_known::well_known_client),
+        )
+        .route(
+            "/.well-known/matrix/server",
+            get(well_known::well_known_server),
+        )
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

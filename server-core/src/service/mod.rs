@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod e2ee;
+pub mod federation;
 pub mod media;
 pub mod notifier;
 pub mod rate_limit;
@@ -58,6 +59,8 @@ pub struct Services {
     pub sync: sync::Sync,
     /// The media repository: uploads, downloads, thumbnails, URL previews.
     pub media: media::Media,
+    /// Talking to other servers: discovery, signed requests, server keys.
+    pub federation: federation::Federation,
 }
 
 impl Services {
@@ -84,7 +87,13 @@ impl Services {
             store.clone(),
             notifier.clone(),
         );
-        let e2ee = e2ee::E2ee::new(store.clone(), identity.clone(), notifier.clone());
+        let federation = federation::Federation::new(&config, identity.clone(), store.clone())?;
+        let e2ee = e2ee::E2ee::new(
+            store.clone(),
+            identity.clone(),
+            notifier.clone(),
+            federation.clone(),
+        );
         let uiaa = uiaa::Uiaa::new(config.clone(), store.clone(), users.clone());
         let account = account::Account::new(store.clone(), notifier.clone());
         let rooms = rooms::Rooms::new(
@@ -115,6 +124,7 @@ impl Services {
             e2ee,
             sync,
             media,
+            federation,
         })
     }
 }

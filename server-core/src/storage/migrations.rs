@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_push_actions.sql"),
     include_str!("migrations/0003_e2ee.sql"),
     include_str!("migrations/0004_media.sql"),
+    include_str!("migrations/0005_server_keys.sql"),
 ];
 
 /// Applies every migration newer than the database's `user_version`.

@@ -21,6 +21,7 @@ mod keys;
 mod media;
 mod migrations;
 mod rooms;
+mod server_keys;
 mod to_device;
 mod users;
 
@@ -44,6 +45,7 @@ pub use self::{
     },
     media::{MediaRecord, MediaStore, Recorded, StoredThumbnail, UploadedFile},
     rooms::{PublicRoom, RoomsStore},
+    server_keys::{KeyResponse, ServerKey, ServerKeysStore},
     to_device::{PendingToDevice, ToDeviceMessage, ToDeviceStore},
     users::{Device, TokenInfo, User, UsersStore},
 };
@@ -158,6 +160,10 @@ impl Store {
     /// To-device inboxes.
     pub fn to_device(&self) -> ToDeviceStore<'_> {
         ToDeviceStore { store: self }
+    }
+    /// Other servers' signing keys.
+    pub fn server_keys(&self) -> ServerKeysStore<'_> {
+        ServerKeysStore { store: self }
     }
     /// Server-side key backups.
     pub fn backup(&self) -> BackupStore<'_> {

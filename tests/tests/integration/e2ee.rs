@@ -2,21 +2,8 @@
 //! (client-server-api/modules/end_to_end_encryption.md, send_to_device.md). The real
 //! encrypting client is in `e2ee_sdk.rs`; these cover the edges a client rarely shows.
 
-use kith_tests::{Client, TestServer};
+use kith_tests::{Client, TestServer, device_keys};
 use serde_json::{Value, json};
-
-fn device_keys(client: &Client) -> Value {
-    json!({
-        "user_id": client.user_id,
-        "device_id": client.device_id,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {
-            format!("curve25519:{}", client.device_id): "curve",
-            format!("ed25519:{}", client.device_id): "edkey",
-        },
-        "signatures": { client.user_id.clone(): { format!("ed25519:{}", client.device_id): "sig" } },
-    })
-}
 
 fn otk(n: u32) -> (String, Value) {
     (
@@ -90,7 +77,7 @@ async fn keys_upload_query_and_claim_one_time_keys_before_the_fallback_key() {
         device["unsigned"]["device_display_name"], "Alice's laptop",
         "{device}"
     );
-    // Remote servers are reported as failures (no federation yet), not silently empty.
+    // A server that cannot be reached is reported in failures, not silently left out.
     assert!(body["failures"]["elsewhere.example"].is_object(), "{body}");
 
     // Claims hand out the two one-time keys, then the fallback key, again and again.

@@ -7,8 +7,10 @@
 mod accounts;
 mod e2ee;
 mod e2ee_sdk;
+mod federation;
 mod matrix_sdk_client;
 mod media;
 mod push_rules;
 mod rooms;
 mod server;
+mod synapse;

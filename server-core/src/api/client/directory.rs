@@ -18,7 +18,13 @@ pub(crate) async fn get_alias(
     State(services): State<Services>,
     PathParams(alias): PathParams<String>,
 ) -> Result<Json<Value>> {
-    let (room_id, servers) = services.rooms.resolve_alias(&parse_alias(&alias)?).await?;
+    let alias = parse_alias(&alias)?;
+    // Another server's alias is asked of that server (spec: "GET /directory/room/{roomAlias}").
+    let (room_id, servers) = if alias.server_name() == &*services.identity.server_name {
+        services.rooms.resolve_alias(&alias).await?
+    } else {
+        services.federation.query_directory(&alias).await?
+    };
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 

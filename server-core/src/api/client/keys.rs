@@ -52,9 +52,18 @@ pub(crate) async fn upload_keys(
     Ok(Json(json!({ "one_time_key_counts": counts })))
 }
 
+/// How long keys/query and keys/claim wait for other servers when the client does not say
+/// (spec: `timeout`, "10 seconds is the recommended default").
+const DEFAULT_REMOTE_TIMEOUT_MS: u64 = 10_000;
+
+fn remote_timeout(timeout_ms: Option<u64>) -> std::time::Duration {
+    std::time::Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_REMOTE_TIMEOUT_MS).min(60_000))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct QueryBody {
     device_keys: BTreeMap<String, Vec<String>>,
+    timeout: Option<u64>,
 }
 
 /// `POST /_matrix/client/v3/keys/query`
@@ -66,7 +75,11 @@ pub(crate) async fn query_keys(
     Ok(Json(
         services
             .e2ee
-            .query_keys(&session.user_id, body.device_keys)
+            .query_keys(
+                &session.user_id,
+                body.device_keys,
+                remote_timeout(body.timeout),
+            )
             .await?,
     ))
 }
@@ -74,6 +87,7 @@ pub(crate) async fn query_keys(
 #[derive(Deserialize)]
 pub(crate) struct ClaimBody {
     one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
+    timeout: Option<u64>,
 }
 
 /// `POST /_matrix/client/v3/keys/claim`
@@ -82,7 +96,12 @@ pub(crate) async fn claim_keys(
     AuthedUser(_session): AuthedUser,
     JsonBody(body): JsonBody<ClaimBody>,
 ) -> Result<Json<Value>> {
-    Ok(Json(services.e2ee.claim_keys(body.one_time_keys).await?))
+    Ok(Json(
+        services
+            .e2ee
+            .claim_keys(body.one_time_keys, remote_timeout(body.timeout))
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]

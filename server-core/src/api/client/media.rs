@@ -189,16 +189,15 @@ pub(crate) async fn get_content(
     PathParams((server_name, media_id)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<DownloadQuery>,
 ) -> Result<Response> {
-    let content = services
-        .media
-        .download(
-            &server_name,
-            &media_id,
-            query.timeout_ms,
-            Access::Authenticated,
-        )
-        .await?;
-    Ok(serve(content, None))
+    download(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Authenticated,
+        None,
+    )
+    .await
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`
@@ -208,16 +207,47 @@ pub(crate) async fn get_content_as_filename(
     PathParams((server_name, media_id, filename)): PathParams<(String, String, String)>,
     QueryParams(query): QueryParams<DownloadQuery>,
 ) -> Result<Response> {
+    download(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Authenticated,
+        Some(filename),
+    )
+    .await
+}
+
+/// Serves a download for any of the four download endpoints.
+async fn download(
+    services: &Services,
+    server_name: &str,
+    media_id: &str,
+    query: &DownloadQuery,
+    access: Access,
+    filename: Option<String>,
+) -> Result<Response> {
     let content = services
         .media
-        .download(
-            &server_name,
-            &media_id,
-            query.timeout_ms,
-            Access::Authenticated,
-        )
+        .download(server_name, media_id, query.timeout_ms, access)
         .await?;
-    Ok(serve(content, Some(filename)))
+    Ok(serve(content, filename))
+}
+
+/// Serves a thumbnail for either thumbnail endpoint.
+async fn thumbnail(
+    services: &Services,
+    server_name: &str,
+    media_id: &str,
+    query: &ThumbnailQuery,
+    access: Access,
+) -> Result<Response> {
+    let request = thumbnail_request(query)?;
+    let content = services
+        .media
+        .thumbnail(server_name, media_id, request, query.timeout_ms, access)
+        .await?;
+    Ok(serve(content, None))
 }
 
 fn thumbnail_request(query: &ThumbnailQuery) -> Result<ThumbnailRequest> {
@@ -246,18 +276,14 @@ pub(crate) async fn get_content_thumbnail(
     PathParams((server_name, media_id)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<ThumbnailQuery>,
 ) -> Result<Response> {
-    let request = thumbnail_request(&query)?;
-    let content = services
-        .media
-        .thumbnail(
-            &server_name,
-            &media_id,
-            request,
-            query.timeout_ms,
-            Access::Authenticated,
-        )
-        .await?;
-    Ok(serve(content, None))
+    thumbnail(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Authenticated,
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (deprecated, unauthenticated)
@@ -268,16 +294,15 @@ pub(crate) async fn get_content_legacy(
     PathParams((server_name, media_id)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<DownloadQuery>,
 ) -> Result<Response> {
-    let content = services
-        .media
-        .download(
-            &server_name,
-            &media_id,
-            query.timeout_ms,
-            Access::Unauthenticated,
-        )
-        .await?;
-    Ok(serve(content, None))
+    download(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Unauthenticated,
+        None,
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (deprecated, unauthenticated)
@@ -286,16 +311,15 @@ pub(crate) async fn get_content_as_filename_legacy(
     PathParams((server_name, media_id, filename)): PathParams<(String, String, String)>,
     QueryParams(query): QueryParams<DownloadQuery>,
 ) -> Result<Response> {
-    let content = services
-        .media
-        .download(
-            &server_name,
-            &media_id,
-            query.timeout_ms,
-            Access::Unauthenticated,
-        )
-        .await?;
-    Ok(serve(content, Some(filename)))
+    download(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Unauthenticated,
+        Some(filename),
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated)
@@ -304,18 +328,14 @@ pub(crate) async fn get_content_thumbnail_legacy(
     PathParams((server_name, media_id)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<ThumbnailQuery>,
 ) -> Result<Response> {
-    let request = thumbnail_request(&query)?;
-    let content = services
-        .media
-        .thumbnail(
-            &server_name,
-            &media_id,
-            request,
-            query.timeout_ms,
-            Access::Unauthenticated,
-        )
-        .await?;
-    Ok(serve(content, None))
+    thumbnail(
+        &services,
+        &server_name,
+        &media_id,
+        &query,
+        Access::Unauthenticated,
+    )
+    .await
 }
 
 /// `GET /_matrix/client/v1/media/config` (and the deprecated `/_matrix/media/v3/config`,

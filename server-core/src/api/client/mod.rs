@@ -12,6 +12,8 @@ mod room_events;
 mod sync;
 mod user_data;
 
+pub(crate) use self::profile::local_profile;
+
 use axum::{
     Router,
     routing::{get, post, put},

@@ -1,6 +1,7 @@
 //! Profiles (spec: client-server-api/_index.md, "Profiles").
 
 use axum::{Json, extract::State};
+use ruma::UserId;
 use serde_json::{Value, json};
 
 use crate::{
@@ -12,11 +13,12 @@ use crate::{
     service::Services,
 };
 
-async fn profile_of(services: &Services, user_id: &str) -> Result<Value> {
-    let user_id = parse_user_id(user_id)?;
+/// A local user's public profile (`displayname`, `avatar_url`), for clients and for other
+/// servers' profile queries.
+pub(crate) async fn local_profile(services: &Services, user_id: &UserId) -> Result<Value> {
     let user = services
         .users
-        .get(&user_id)
+        .get(user_id)
         .await?
         .filter(|u| !u.deactivated)
         .ok_or_else(|| Error::not_found("This user has no profile here."))?;
@@ -30,12 +32,21 @@ async fn profile_of(services: &Services, user_id: &str) -> Result<Value> {
     Ok(profile)
 }
 
+/// A profile, asking the user's own server over federation when they are not ours.
+async fn profile_of(services: &Services, user_id: &str, field: Option<&str>) -> Result<Value> {
+    let user_id = parse_user_id(user_id)?;
+    if user_id.server_name() == &*services.identity.server_name {
+        return local_profile(services, &user_id).await;
+    }
+    services.federation.query_profile(&user_id, field).await
+}
+
 /// `GET /_matrix/client/v3/profile/{userId}`
 pub(crate) async fn get_profile(
     State(services): State<Services>,
     PathParams(user_id): PathParams<String>,
 ) -> Result<Json<Value>> {
-    Ok(Json(profile_of(&services, &user_id).await?))
+    Ok(Json(profile_of(&services, &user_id, None).await?))
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}/{keyName}`
@@ -43,7 +54,7 @@ pub(crate) async fn get_profile_field(
     State(services): State<Services>,
     PathParams((user_id, field)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
-    let profile = profile_of(&services, &user_id).await?;
+    let profile = profile_of(&services, &user_id, Some(&field)).await?;
     let value = profile
         .get(&field)
         .cloned()

@@ -1,9 +1,13 @@
 //! Device keys, one-time and fallback keys, cross-signing keys and signatures
 //! (spec: end_to_end_encryption.md, "Key management API" and "Cross-signing").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
-use ruma::UserId;
+use reqwest::Method;
+use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
 use super::E2ee;
@@ -123,9 +127,55 @@ fn algorithm_of(key_id: &str) -> Result<String> {
     }
 }
 
-fn unreachable_server(server: &str) -> Value {
-    // Federation is not built yet: remote users' keys cannot be fetched or claimed.
-    json!({ "status": 503, "message": format!("{server} cannot be reached: this server does not federate yet.") })
+/// A `failures` entry for a server that could not answer.
+fn remote_failure(message: &str) -> Value {
+    json!({ "status": 503, "message": message })
+}
+
+/// The entries of a remote answer's `field` that belong to users of `server`: a server
+/// speaks only for its own users.
+fn users_of_server(server: &ServerName, field: Option<&Value>) -> Vec<(String, Value)> {
+    let Some(Value::Object(users)) = field else {
+        return Vec::new();
+    };
+    users
+        .iter()
+        .filter(|(user, _)| UserId::parse(user.as_str()).is_ok_and(|u| u.server_name() == server))
+        .map(|(user, value)| (user.clone(), value.clone()))
+        .collect()
+}
+
+/// Keys found for a `keys/query` answer.
+#[derive(Default)]
+struct FoundKeys {
+    device_keys: Map<String, Value>,
+    master_keys: Map<String, Value>,
+    self_signing_keys: Map<String, Value>,
+    user_signing_keys: Map<String, Value>,
+}
+
+impl FoundKeys {
+    /// Adds what `server` answered to `user/keys/query`, for its own users only.
+    fn merge_remote(&mut self, server: &ServerName, answer: &Value) {
+        for (field, map) in [
+            ("device_keys", &mut self.device_keys),
+            ("master_keys", &mut self.master_keys),
+            ("self_signing_keys", &mut self.self_signing_keys),
+        ] {
+            for (user, value) in users_of_server(server, answer.get(field)) {
+                map.insert(user, value);
+            }
+        }
+    }
+
+    fn into_json(self) -> Value {
+        json!({
+            "device_keys": self.device_keys,
+            "master_keys": self.master_keys,
+            "self_signing_keys": self.self_signing_keys,
+            "user_signing_keys": self.user_signing_keys,
+        })
+    }
 }
 
 impl E2ee {
@@ -232,80 +282,202 @@ impl E2ee {
     }
 
     /// `keys/query`: the devices and cross-signing keys of the users asked for. A user's
-    /// user-signing key, and the signatures it made, are shown only to that user.
+    /// user-signing key, and the signatures it made, are shown only to that user. Other
+    /// servers' users are asked of their servers (each within `timeout`); a server that
+    /// does not answer is listed in `failures`.
     pub async fn query_keys(
         &self,
         requester: &UserId,
         users: BTreeMap<String, Vec<String>>,
+        timeout: Duration,
     ) -> Result<Value> {
-        let mut device_keys = Map::new();
-        let mut master_keys = Map::new();
-        let mut self_signing_keys = Map::new();
-        let mut user_signing_keys = Map::new();
-        let mut failures = Map::new();
+        let mut found = FoundKeys::default();
+        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in users {
             let user_id = UserId::parse(&user)
                 .map_err(|_| Error::invalid_param(format!("{user} is not a valid user ID.")))?;
-            if !self.is_local(&user_id) {
-                let server = user_id.server_name().to_string();
-                failures.insert(server.clone(), unreachable_server(&server));
-                continue;
-            }
-            let keys = self.store.keys();
-            let signatures = keys.signatures_for(user_id.as_str()).await?;
-            let mut devices_out = Map::new();
-            for device in keys.device_keys(user_id.as_str(), devices).await? {
-                let mut key = with_signatures(
-                    parse_stored(&device.json)?,
-                    signatures
-                        .iter()
-                        .filter(|s| s.target_key == device.device_id),
-                );
-                if let Some(name) = device.display_name {
-                    set_in(&mut key, &["unsigned", "device_display_name"], json!(name));
-                }
-                devices_out.insert(device.device_id, key);
-            }
-            device_keys.insert(user.clone(), Value::Object(devices_out));
-            for cross in keys.cross_signing_keys(user_id.as_str()).await? {
-                let visible = signatures.iter().filter(|s| {
-                    s.target_key == cross.public_key
-                        && (s.signer_user == user || s.signer_user == requester.as_str())
-                });
-                let key = with_signatures(parse_stored(&cross.json)?, visible);
-                match cross.key_type.as_str() {
-                    MASTER => master_keys.insert(user.clone(), key),
-                    SELF_SIGNING => self_signing_keys.insert(user.clone(), key),
-                    USER_SIGNING if requester == &*user_id => {
-                        user_signing_keys.insert(user.clone(), key)
-                    }
-                    _ => None,
-                };
+            if self.is_local(&user_id) {
+                self.add_local_keys(&mut found, Some(requester), &user_id, devices)
+                    .await?;
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user, json!(devices));
             }
         }
-        Ok(json!({
-            "device_keys": device_keys,
-            "master_keys": master_keys,
-            "self_signing_keys": self_signing_keys,
-            "user_signing_keys": user_signing_keys,
-            "failures": failures,
-        }))
+        let mut failures = Map::new();
+        for (server, users) in remote {
+            let body = json!({ "device_keys": users });
+            let answer = tokio::time::timeout(
+                timeout,
+                self.federation.request(
+                    &server,
+                    Method::POST,
+                    "/_matrix/federation/v1/user/keys/query",
+                    &[],
+                    Some(&body),
+                    true,
+                ),
+            )
+            .await;
+            match answer {
+                Ok(Ok(answer)) => found.merge_remote(&server, &answer),
+                Ok(Err(e)) => {
+                    failures.insert(server.to_string(), remote_failure(&e.to_string()));
+                }
+                Err(_) => {
+                    failures.insert(
+                        server.to_string(),
+                        remote_failure(&format!("{server} did not answer in time")),
+                    );
+                }
+            }
+        }
+        let mut answer = found.into_json();
+        answer["failures"] = Value::Object(failures);
+        Ok(answer)
+    }
+
+    /// `user/keys/query` from another server: our users' devices, master and self-signing
+    /// keys (spec: server-server-api.md, "End-to-End Encryption"). Users of other servers
+    /// are not answered for.
+    pub async fn query_keys_for_server(
+        &self,
+        users: BTreeMap<String, Vec<String>>,
+    ) -> Result<Value> {
+        let mut found = FoundKeys::default();
+        for (user, devices) in users {
+            let Ok(user_id) = UserId::parse(&user) else {
+                continue;
+            };
+            if self.is_local(&user_id) {
+                self.add_local_keys(&mut found, None, &user_id, devices)
+                    .await?;
+            }
+        }
+        let mut answer = found.into_json();
+        if let Some(object) = answer.as_object_mut() {
+            object.remove("user_signing_keys");
+        }
+        Ok(answer)
+    }
+
+    /// Adds a local user's keys to `found`, as `requester` (none: another server) may see them.
+    async fn add_local_keys(
+        &self,
+        found: &mut FoundKeys,
+        requester: Option<&UserId>,
+        user_id: &UserId,
+        devices: Vec<String>,
+    ) -> Result<()> {
+        let user = user_id.as_str().to_owned();
+        let keys = self.store.keys();
+        let signatures = keys.signatures_for(user_id.as_str()).await?;
+        let mut devices_out = Map::new();
+        for device in keys.device_keys(user_id.as_str(), devices).await? {
+            let mut key = with_signatures(
+                parse_stored(&device.json)?,
+                signatures
+                    .iter()
+                    .filter(|s| s.target_key == device.device_id),
+            );
+            // Device names stay on this server, as in Synapse's default: they often name a
+            // person's hardware or whereabouts.
+            if let (Some(name), Some(_)) = (device.display_name, requester) {
+                set_in(&mut key, &["unsigned", "device_display_name"], json!(name));
+            }
+            devices_out.insert(device.device_id, key);
+        }
+        found
+            .device_keys
+            .insert(user.clone(), Value::Object(devices_out));
+        for cross in keys.cross_signing_keys(user_id.as_str()).await? {
+            let visible = signatures.iter().filter(|s| {
+                s.target_key == cross.public_key
+                    && (s.signer_user == user
+                        || requester.is_some_and(|r| s.signer_user == r.as_str()))
+            });
+            let key = with_signatures(parse_stored(&cross.json)?, visible);
+            match cross.key_type.as_str() {
+                MASTER => found.master_keys.insert(user.clone(), key),
+                SELF_SIGNING => found.self_signing_keys.insert(user.clone(), key),
+                USER_SIGNING if requester == Some(user_id) => {
+                    found.user_signing_keys.insert(user.clone(), key)
+                }
+                _ => None,
+            };
+        }
+        Ok(())
     }
 
     /// `keys/claim`: one key per device asked for, a one-time key first and the fallback key
-    /// when none is left (spec: "POST /keys/claim").
+    /// when none is left (spec: "POST /keys/claim"). Other servers' users are claimed from
+    /// their servers (each within `timeout`).
     pub async fn claim_keys(
         &self,
         wanted: BTreeMap<String, BTreeMap<String, String>>,
+        timeout: Duration,
     ) -> Result<Value> {
-        let mut requests = Vec::new();
-        let mut failures = Map::new();
+        let mut local = BTreeMap::new();
+        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in wanted {
             let user_id = UserId::parse(&user)
                 .map_err(|_| Error::invalid_param(format!("{user} is not a valid user ID.")))?;
-            if !self.is_local(&user_id) {
-                let server = user_id.server_name().to_string();
-                failures.insert(server.clone(), unreachable_server(&server));
+            if self.is_local(&user_id) {
+                local.insert(user, devices);
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user, json!(devices));
+            }
+        }
+        let mut one_time_keys = self.claim_local_keys(local).await?;
+        let mut failures = Map::new();
+        for (server, users) in remote {
+            let body = json!({ "one_time_keys": users });
+            let answer = tokio::time::timeout(
+                timeout,
+                self.federation.request(
+                    &server,
+                    Method::POST,
+                    "/_matrix/federation/v1/user/keys/claim",
+                    &[],
+                    Some(&body),
+                    true,
+                ),
+            )
+            .await;
+            match answer {
+                Ok(Ok(answer)) => {
+                    for (user, keys) in users_of_server(&server, answer.get("one_time_keys")) {
+                        one_time_keys.insert(user, keys);
+                    }
+                }
+                Ok(Err(e)) => {
+                    failures.insert(server.to_string(), remote_failure(&e.to_string()));
+                }
+                Err(_) => {
+                    failures.insert(
+                        server.to_string(),
+                        remote_failure(&format!("{server} did not answer in time")),
+                    );
+                }
+            }
+        }
+        Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+    }
+
+    /// Claims keys of our own users: `user → device → algorithm` in, `user → device →
+    /// key ID → key` out. Users of other servers are skipped (for `user/keys/claim`).
+    pub async fn claim_local_keys(
+        &self,
+        wanted: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Map<String, Value>> {
+        let mut requests = Vec::new();
+        for (user, devices) in wanted {
+            if !UserId::parse(&user).is_ok_and(|u| self.is_local(&u)) {
                 continue;
             }
             for (device, algorithm) in devices {
@@ -314,10 +486,38 @@ impl E2ee {
         }
         let mut one_time_keys = Map::new();
         for (user, device, key_id, json) in self.store.keys().claim(requests).await? {
-            one_time_keys.entry(user).or_insert_with(|| json!({}))[device][key_id] =
-                parse_stored(&json)?;
+            let entry = one_time_keys.entry(user).or_insert_with(|| json!({}));
+            set_in(entry, &[device.as_str(), key_id.as_str()], parse_stored(&json)?);
         }
-        Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+        Ok(one_time_keys)
+    }
+
+    /// `user/devices/{userId}` from another server: a local user's devices with their keys,
+    /// and their master and self-signing keys (spec: "GET /user/devices/{userId}"), without
+    /// device names.
+    pub async fn devices_for_server(&self, user_id: &UserId) -> Result<Value> {
+        let mut found = FoundKeys::default();
+        self.add_local_keys(&mut found, None, user_id, Vec::new())
+            .await?;
+        let stream_id = self.store.current_stream_pos().await?;
+        let mut devices = Vec::new();
+        if let Some(Value::Object(keys)) = found.device_keys.remove(user_id.as_str()) {
+            for (device_id, key) in keys {
+                devices.push(json!({ "device_id": device_id, "keys": key }));
+            }
+        }
+        let mut answer = json!({
+            "user_id": user_id,
+            "stream_id": stream_id,
+            "devices": devices,
+        });
+        if let Some(master) = found.master_keys.remove(user_id.as_str()) {
+            answer["master_key"] = master;
+        }
+        if let Some(ssk) = found.self_signing_keys.remove(user_id.as_str()) {
+            answer["self_signing_key"] = ssk;
+        }
+        Ok(answer)
     }
 
     /// Whether this upload needs user-interactive auth (spec: "POST
@@ -540,6 +740,29 @@ impl E2ee {
             }
             v
         };
+        // The signature of `signer`'s own cross-signing key of `key_type` over the object.
+        let signed_by_cross_signing_key = |key_type: &str, name: &str| {
+            let public = public_of(key_type)
+                .ok_or_else(|| invalid_signature(&format!("You have no {name} key.")))?;
+            let signer_key = format!("ed25519:{public}");
+            if !verify_signature(object, signer.as_str(), &signer_key, &public) {
+                return Err(invalid_signature(&format!(
+                    "The {name} signature does not verify."
+                )));
+            }
+            let signature = new_signatures
+                .iter()
+                .find(|(id, _)| *id == signer_key)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            Ok(KeySignature {
+                target_user: target.to_string(),
+                target_key: key_id.to_owned(),
+                signer_user: signer.to_string(),
+                signer_key,
+                signature,
+            })
+        };
         let target_master = target_cross.iter().find(|k| k.key_type == MASTER);
         let mut out = Vec::new();
         if target == signer && target_master.is_none_or(|m| m.public_key != key_id) {
@@ -553,26 +776,7 @@ impl E2ee {
                     "The signed object is not that device's keys.",
                 ));
             }
-            let ssk = public_of(SELF_SIGNING)
-                .ok_or_else(|| invalid_signature("You have no self-signing key."))?;
-            let ssk_id = format!("ed25519:{ssk}");
-            if !verify_signature(object, signer.as_str(), &ssk_id, &ssk) {
-                return Err(invalid_signature(
-                    "The self-signing signature does not verify.",
-                ));
-            }
-            let signature = new_signatures
-                .into_iter()
-                .find(|(id, _)| *id == ssk_id)
-                .map(|(_, s)| s)
-                .unwrap_or_default();
-            out.push(KeySignature {
-                target_user: target.to_string(),
-                target_key: key_id.to_owned(),
-                signer_user: signer.to_string(),
-                signer_key: ssk_id,
-                signature,
-            });
+            out.push(signed_by_cross_signing_key(SELF_SIGNING, "self-signing")?);
             return Ok(out);
         }
         let master = target_master
@@ -609,26 +813,7 @@ impl E2ee {
             }
         } else {
             // Another user's master key, signed by my user-signing key.
-            let usk = public_of(USER_SIGNING)
-                .ok_or_else(|| invalid_signature("You have no user-signing key."))?;
-            let usk_id = format!("ed25519:{usk}");
-            if !verify_signature(object, signer.as_str(), &usk_id, &usk) {
-                return Err(invalid_signature(
-                    "The user-signing signature does not verify.",
-                ));
-            }
-            let signature = new_signatures
-                .into_iter()
-                .find(|(id, _)| *id == usk_id)
-                .map(|(_, s)| s)
-                .unwrap_or_default();
-            out.push(KeySignature {
-                target_user: target.to_string(),
-                target_key: key_id.to_owned(),
-                signer_user: signer.to_string(),
-                signer_key: usk_id,
-                signature,
-            });
+            out.push(signed_by_cross_signing_key(USER_SIGNING, "user-signing")?);
         }
         if out.is_empty() {
             return Err(invalid_signature("No signature by one of your devices."));

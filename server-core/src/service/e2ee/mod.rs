@@ -22,7 +22,7 @@ pub use self::{
     backup::RoomKeyUpload,
     keys::{CrossSigningUpload, KeysUpload},
 };
-use super::{ServerIdentity, notifier::Notifier};
+use super::{ServerIdentity, federation::Federation, notifier::Notifier};
 use crate::{error::Result, storage::Store};
 
 /// The encryption service. Cheap to clone.
@@ -31,6 +31,7 @@ pub struct E2ee {
     store: Store,
     identity: Arc<ServerIdentity>,
     notifier: Notifier,
+    federation: Federation,
 }
 
 /// Users whose devices a client must refresh, and users it no longer shares a room with.
@@ -51,11 +52,17 @@ impl DeviceListUpdates {
 
 impl E2ee {
     /// Builds the service.
-    pub fn new(store: Store, identity: Arc<ServerIdentity>, notifier: Notifier) -> Self {
+    pub fn new(
+        store: Store,
+        identity: Arc<ServerIdentity>,
+        notifier: Notifier,
+        federation: Federation,
+    ) -> Self {
         Self {
             store,
             identity,
             notifier,
+            federation,
         }
     }
 

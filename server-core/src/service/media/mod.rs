@@ -8,7 +8,6 @@
 
 pub mod files;
 mod html;
-pub mod net;
 mod preview;
 pub mod thumbnail;
 

@@ -1,6 +1,6 @@
 //! Fetching pages for URL previews without letting users reach what they should not.
 //!
-//! Every address the fetch connects to must be public ([`super::net::is_public`]). The check
+//! Every address the fetch connects to must be public ([`crate::net::is_public`]). The check
 //! runs after DNS resolution, in the HTTP client's resolver, so a name that resolves to a
 //! private address (or re-resolves to one: DNS rebinding) is refused at connect time.
 //! Redirects are not followed by the client: each hop is checked and followed here, a
@@ -15,8 +15,8 @@ use reqwest::{
     header,
 };
 
-use super::net::is_public;
 use crate::error::{Error, ErrorKind, Result};
+use crate::net::is_public;
 
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;

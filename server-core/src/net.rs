@@ -1,11 +1,12 @@
-//! Which IP addresses URL previews may connect to: only public unicast ones. Everything a
-//! user could use to reach the server's own machine or network (loopback, private LANs,
-//! link-local, CGNAT, unique-local) or that is not a real destination (unspecified,
-//! multicast, broadcast, documentation, reserved) is refused.
+//! Which IP addresses the server may connect to on someone else's say-so (URL previews,
+//! federation): only public unicast ones. Everything a user or a remote server could use to
+//! reach the server's own machine or network (loopback, private LANs, link-local, CGNAT,
+//! unique-local) or that is not a real destination (unspecified, multicast, broadcast,
+//! documentation, reserved) is refused. A leaf module.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Whether an address is a public unicast address that URL previews may fetch from.
+/// Whether an address is a public unicast address that the server may connect to.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),

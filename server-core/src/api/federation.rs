@@ -1,0 +1,328 @@
+//! The federation listener's API (spec: server-server-api.md): the version, our keys and
+//! the notary, and the signed endpoints other servers call.
+//!
+//! Every endpoint but the key and version ones needs an X-Matrix signature ([`Signed`]):
+//! a missing, malformed or wrong signature, a `destination` that is not us, or an origin
+//! whose key cannot be fetched, is 401 `M_UNAUTHORIZED`.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, FromRequest, Request, State, rejection::BytesRejection},
+    http::header,
+    routing::get,
+};
+use ruma::{
+    OwnedServerName, ServerName, api::federation::authentication::XMatrix, signatures::PublicKeyMap,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    api::{
+        extract::{JsonBody, PathParams, QueryParams},
+        parse_alias, parse_user_id,
+    },
+    error::{Error, ErrorKind, Result},
+    service::Services,
+    storage::now_ms,
+};
+
+/// The federation listener's routes.
+pub fn router(services: Services) -> Router {
+    let max_body = services.config.limits.max_request_bytes;
+    Router::new()
+        .route("/_matrix/federation/v1/version", get(version))
+        .route("/_matrix/key/v2/server", get(server_keys))
+        .route("/_matrix/key/v2/server/{key_id}", get(server_keys))
+        .route("/_matrix/key/v2/query", axum::routing::post(query_keys))
+        .route("/_matrix/key/v2/query/{server_name}", get(query_keys_of))
+        .route("/_matrix/federation/v1/query/profile", get(query_profile))
+        .route(
+            "/_matrix/federation/v1/query/directory",
+            get(query_directory),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/query",
+            axum::routing::post(user_keys_query),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/claim",
+            axum::routing::post(user_keys_claim),
+        )
+        .route(
+            "/_matrix/federation/v1/user/devices/{user_id}",
+            get(user_devices),
+        )
+        // When this listener answers on the server name's own host and port 443.
+        .route(
+            "/.well-known/matrix/server",
+            get(super::well_known::well_known_server),
+        )
+        .fallback(super::unrecognized)
+        .method_not_allowed_fallback(super::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(super::json_content_type))
+        .with_state(services)
+}
+
+fn unauthorized(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unauthorized, message)
+}
+
+/// A request signed by another server: who sent it and its body (spec: "Request
+/// Authentication").
+pub struct Signed {
+    /// The server that signed the request.
+    pub origin: OwnedServerName,
+    /// The raw body (verified as part of the signature).
+    pub body: Bytes,
+}
+
+impl FromRequest<Services> for Signed {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, services: &Services) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let header_value = parts
+            .headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| {
+                v.trim_start()
+                    .get(..8)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("X-Matrix"))
+            })
+            .ok_or_else(|| unauthorized("This endpoint needs an X-Matrix signature."))?;
+        let x_matrix = XMatrix::parse(header_value)
+            .map_err(|e| unauthorized(format!("The X-Matrix header is malformed: {e}.")))?;
+        let ours = services.federation.server_name();
+        if let Some(destination) = &x_matrix.destination
+            && destination.as_str() != ours.as_str()
+        {
+            return Err(unauthorized(format!(
+                "This request is for {destination}, but this server is {ours}."
+            )));
+        }
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), services)
+            .await
+            .map_err(|e| match e {
+                BytesRejection::FailedToBufferBody(_) => {
+                    Error::new(ErrorKind::TooLarge, "The request body is too large.")
+                }
+                other => Error::bad_json(other.body_text()),
+            })?;
+        if !bytes.is_empty() && serde_json::from_slice::<Value>(&bytes).is_err() {
+            return Err(Error::new(
+                ErrorKind::NotJson,
+                "The request body is not valid JSON.",
+            ));
+        }
+        let key = services
+            .federation
+            .verify_key(&x_matrix.origin, x_matrix.key.as_str(), now_ms())
+            .await?;
+        let keys: PublicKeyMap = [(
+            x_matrix.origin.to_string(),
+            [(x_matrix.key.to_string(), key)].into(),
+        )]
+        .into();
+        let mut request = http::Request::new(bytes.clone());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        x_matrix
+            .verify_http_request(&request, ours, &keys)
+            .map_err(|e| {
+                unauthorized(format!(
+                    "The X-Matrix signature of {} does not verify: {e}.",
+                    x_matrix.origin
+                ))
+            })?;
+        Ok(Self {
+            origin: x_matrix.origin,
+            body: bytes,
+        })
+    }
+}
+
+/// `GET /_matrix/federation/v1/version`
+async fn version() -> Json<Value> {
+    Json(json!({ "server": { "name": "Kith", "version": env!("CARGO_PKG_VERSION") } }))
+}
+
+/// `GET /_matrix/key/v2/server`: our key, signed by itself (spec: "Publishing Keys").
+pub(crate) async fn server_keys(State(services): State<Services>) -> Result<Json<Value>> {
+    Ok(Json(serde_json::to_value(
+        services.federation.own_key_response()?,
+    )?))
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    server_keys:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, KeyCriteria>>,
+}
+
+#[derive(Deserialize, Default)]
+struct KeyCriteria {
+    #[serde(default)]
+    minimum_valid_until_ts: Option<i64>,
+}
+
+/// `POST /_matrix/key/v2/query`: the notary (spec: "Querying Keys Through Another Server").
+async fn query_keys(
+    State(services): State<Services>,
+    JsonBody(query): JsonBody<KeyQuery>,
+) -> Result<Json<Value>> {
+    let mut responses = Vec::new();
+    for (server, criteria) in query.server_keys {
+        let Ok(server) = ServerName::parse(&server) else {
+            continue;
+        };
+        let minimum = criteria
+            .values()
+            .filter_map(|c| c.minimum_valid_until_ts)
+            .max()
+            .unwrap_or(0);
+        for response in services.federation.notary_keys(&server, minimum).await? {
+            responses.push(serde_json::to_value(response)?);
+        }
+    }
+    Ok(Json(json!({ "server_keys": responses })))
+}
+
+#[derive(Deserialize)]
+struct KeyQueryParams {
+    minimum_valid_until_ts: Option<i64>,
+}
+
+/// `GET /_matrix/key/v2/query/{serverName}`
+async fn query_keys_of(
+    State(services): State<Services>,
+    PathParams(server): PathParams<String>,
+    QueryParams(params): QueryParams<KeyQueryParams>,
+) -> Result<Json<Value>> {
+    let server = ServerName::parse(&server)
+        .map_err(|_| Error::invalid_param(format!("{server} is not a server name.")))?;
+    let responses = services
+        .federation
+        .notary_keys(&server, params.minimum_valid_until_ts.unwrap_or(0))
+        .await?;
+    Ok(Json(json!({ "server_keys": responses })))
+}
+
+#[derive(Deserialize)]
+struct ProfileQuery {
+    user_id: Option<String>,
+    field: Option<String>,
+}
+
+/// `GET /_matrix/federation/v1/query/profile` (spec: "Query information").
+async fn query_profile(
+    State(services): State<Services>,
+    QueryParams(query): QueryParams<ProfileQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let user_id = query
+        .user_id
+        .ok_or_else(|| Error::new(ErrorKind::MissingParam, "user_id is required."))?;
+    let user_id = parse_user_id(&user_id)?;
+    if user_id.server_name() != services.federation.server_name() {
+        return Err(Error::invalid_param(format!(
+            "{user_id} is not a user of this server."
+        )));
+    }
+    tracing::debug!(origin = %signed.origin, %user_id, "federation profile query");
+    let profile = super::client::local_profile(&services, &user_id).await?;
+    match query.field.as_deref() {
+        None => Ok(Json(profile)),
+        Some(field @ ("displayname" | "avatar_url")) => Ok(Json(match profile.get(field) {
+            Some(value) => json!({ field: value }),
+            None => json!({}),
+        })),
+        Some(other) => Err(Error::invalid_param(format!(
+            "{other} is not a profile field (displayname or avatar_url)."
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    room_alias: Option<String>,
+}
+
+/// `GET /_matrix/federation/v1/query/directory`
+async fn query_directory(
+    State(services): State<Services>,
+    QueryParams(query): QueryParams<DirectoryQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let alias = query
+        .room_alias
+        .ok_or_else(|| Error::new(ErrorKind::MissingParam, "room_alias is required."))?;
+    let alias = parse_alias(&alias)?;
+    if alias.server_name() != services.federation.server_name() {
+        return Err(Error::invalid_param(format!(
+            "{alias} is not an alias of this server."
+        )));
+    }
+    tracing::debug!(origin = %signed.origin, %alias, "federation directory query");
+    let (room_id, servers) = services.rooms.resolve_alias(&alias).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+}
+
+impl Signed {
+    /// The body as JSON of type `T` (`M_BAD_JSON` when it has the wrong shape).
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::bad_json(format!("The request body is invalid: {e}.")))
+    }
+}
+
+#[derive(Deserialize)]
+struct UserKeysQuery {
+    device_keys: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `POST /_matrix/federation/v1/user/keys/query` (spec: "End-to-End Encryption").
+async fn user_keys_query(State(services): State<Services>, signed: Signed) -> Result<Json<Value>> {
+    let query: UserKeysQuery = signed.json()?;
+    Ok(Json(
+        services
+            .e2ee
+            .query_keys_for_server(query.device_keys)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct UserKeysClaim {
+    one_time_keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+/// `POST /_matrix/federation/v1/user/keys/claim`
+async fn user_keys_claim(State(services): State<Services>, signed: Signed) -> Result<Json<Value>> {
+    let claim: UserKeysClaim = signed.json()?;
+    let one_time_keys = services.e2ee.claim_local_keys(claim.one_time_keys).await?;
+    Ok(Json(json!({ "one_time_keys": one_time_keys })))
+}
+
+/// `GET /_matrix/federation/v1/user/devices/{userId}`
+async fn user_devices(
+    State(services): State<Services>,
+    PathParams(user_id): PathParams<String>,
+    _signed: Signed,
+) -> Result<Json<Value>> {
+    let user_id = parse_user_id(&user_id)?;
+    if user_id.server_name() != services.federation.server_name() {
+        return Err(Error::invalid_param(format!(
+            "{user_id} is not a user of this server."
+        )));
+    }
+    if services.users.get(&user_id).await?.is_none() {
+        return Err(Error::not_found(format!("{user_id} is not known here.")));
+    }
+    Ok(Json(services.e2ee.devices_for_server(&user_id).await?))
+}

@@ -1,0 +1,456 @@
+//! Federation: talking to other servers (spec: server-server-api.md).
+//!
+//! Outbound, [`Federation::request`] finds a server by the spec's discovery steps
+//! ([`discovery`]), connects over TLS (certificates checked unless the config turns that
+//! off), signs the request with our key (X-Matrix, `destination` included) and returns the
+//! JSON answer. Addresses that are not public are refused unless the config allows them, so
+//! a remote server name cannot point us at the LAN. Inbound, the api layer verifies X-Matrix
+//! signatures with the keys [`keys`] fetches, verifies and keeps.
+
+pub mod discovery;
+pub mod keys;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use reqwest::{
+    Method, Url,
+    dns::{Addrs, Name, Resolve, Resolving},
+    header,
+};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, OwnedServerSigningKeyId, ServerName,
+    api::federation::authentication::XMatrix, serde::Base64, signatures::KeyPair,
+};
+use serde_json::Value;
+
+use self::discovery::{Destination, Lookups, WellKnown};
+use super::ServerIdentity;
+use crate::{
+    config::Config,
+    error::{Error, ErrorKind, Result},
+    net::is_public,
+    storage::Store,
+};
+
+/// The longest a federation request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest well-known answer read.
+const WELL_KNOWN_MAX_BYTES: usize = 64 * 1024;
+
+/// The federation client and key store. Cheap to clone.
+#[derive(Clone)]
+pub struct Federation {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Arc<ServerIdentity>,
+    store: Store,
+    resolver: discovery::Resolver,
+    /// Federation API requests: no redirects.
+    client: reqwest::Client,
+    /// Well-known fetches: a few redirects.
+    well_known_client: reqwest::Client,
+    /// Certificate name → the host to connect to instead (an SRV target).
+    overrides: Arc<Mutex<HashMap<String, String>>>,
+    allow_private: bool,
+    key_fetches: keys::Fetches,
+}
+
+/// The HTTP client's resolver: SRV overrides first, then hickory; non-public addresses are
+/// dropped unless allowed (checked after resolution, so DNS rebinding cannot slip past).
+struct FederationDns {
+    resolver: discovery::Resolver,
+    overrides: Arc<Mutex<HashMap<String, String>>>,
+    allow_private: bool,
+}
+
+impl Resolve for FederationDns {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = self
+            .overrides
+            .lock()
+            .ok()
+            .and_then(|o| o.get(name.as_str()).cloned())
+            .unwrap_or_else(|| name.as_str().to_owned());
+        let resolver = self.resolver.clone();
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let ips = resolver.lookup_ip(&host).await?;
+            let addrs: Vec<SocketAddr> = ips
+                .into_iter()
+                .filter(|ip| allow_private || is_public(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{host} has no public address (federation to private addresses is off)"
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The real network behind [`discovery::plan`].
+struct NetLookups<'a> {
+    federation: &'a Federation,
+}
+
+impl Lookups for NetLookups<'_> {
+    async fn well_known(&self, host: &str) -> WellKnown {
+        self.federation.fetch_well_known(host).await
+    }
+    async fn srv(&self, name: &str) -> Option<(String, u16)> {
+        self.federation.inner.resolver.srv(name).await
+    }
+}
+
+fn unreachable(server: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::BadGateway,
+        format!("Could not reach {server}: {why}"),
+    )
+}
+
+impl Federation {
+    /// Builds the client from the config.
+    pub fn new(config: &Config, identity: Arc<ServerIdentity>, store: Store) -> Result<Self> {
+        let resolver = discovery::Resolver::new().map_err(Error::internal)?;
+        let overrides = Arc::new(Mutex::new(HashMap::new()));
+        let allow_private = config.federation.allow_private_addresses;
+        let dns = Arc::new(FederationDns {
+            resolver: resolver.clone(),
+            overrides: overrides.clone(),
+            allow_private,
+        });
+        let user_agent = concat!("Kith/", env!("CARGO_PKG_VERSION"));
+        let build = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .user_agent(user_agent)
+                .dns_resolver(dns.clone())
+                .danger_accept_invalid_certs(!config.federation.verify_certificates)
+                .redirect(redirects)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(Error::internal)
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                identity,
+                store,
+                resolver,
+                client: build(reqwest::redirect::Policy::none())?,
+                well_known_client: build(reqwest::redirect::Policy::limited(5))?,
+                overrides,
+                allow_private,
+                key_fetches: keys::Fetches::default(),
+            }),
+        })
+    }
+
+    /// Our server name.
+    pub fn server_name(&self) -> &ServerName {
+        &self.inner.identity.server_name
+    }
+
+    /// Where and how to reach `server` (cached).
+    pub async fn destination(&self, server: &ServerName) -> Result<Destination> {
+        let name = server.as_str();
+        if let Some(destination) = self.inner.resolver.cached(name) {
+            return Ok(destination);
+        }
+        let (destination, lifetime) = discovery::plan(&NetLookups { federation: self }, name)
+            .await
+            .map_err(|why| unreachable(name, why))?;
+        let lifetime = match lifetime {
+            Some(lifetime) => {
+                self.inner.resolver.succeeded(name);
+                lifetime
+            }
+            None => self.inner.resolver.failure_lifetime(name),
+        };
+        tracing::debug!(
+            server = name,
+            ?destination,
+            ?lifetime,
+            "resolved server name"
+        );
+        self.inner
+            .resolver
+            .remember(name, destination.clone(), lifetime);
+        Ok(destination)
+    }
+
+    /// Step 3's fetch: `https://<host>/.well-known/matrix/server`.
+    async fn fetch_well_known(&self, host: &str) -> WellKnown {
+        let url = format!("https://{host}/.well-known/matrix/server");
+        let response = match self.inner.well_known_client.get(&url).send().await {
+            Ok(response) => response,
+            Err(e) => return WellKnown::Invalid(format!("GET {url}: {e}")),
+        };
+        if !response.status().is_success() {
+            return WellKnown::Invalid(format!("GET {url}: HTTP {}", response.status()));
+        }
+        let max_age = discovery::cache_max_age(
+            response
+                .headers()
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let body = match read_limited(response, WELL_KNOWN_MAX_BYTES).await {
+            Ok(body) => body,
+            Err(e) => return WellKnown::Invalid(format!("GET {url}: {e}")),
+        };
+        let server = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("m.server")?.as_str().map(str::to_owned));
+        match server {
+            Some(server) if ServerName::parse(&server).is_ok() => {
+                WellKnown::Delegated { server, max_age }
+            }
+            Some(server) => WellKnown::Invalid(format!("m.server `{server}` is not a server name")),
+            None => WellKnown::Invalid(format!("{url} has no m.server string")),
+        }
+    }
+
+    /// Sends a request to `server` and returns its JSON answer. Requests are signed
+    /// (X-Matrix) unless `signed` is false (the key and version endpoints need no signature).
+    ///
+    /// A Matrix error from the other server becomes the same kind of error here when it is
+    /// one a client can act on (`M_NOT_FOUND`, `M_FORBIDDEN`); anything else, including not
+    /// reaching it, is 502.
+    pub async fn request(
+        &self,
+        server: &ServerName,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        signed: bool,
+    ) -> Result<Value> {
+        let name = server.as_str();
+        if server == self.server_name() {
+            return Err(Error::internal(
+                "a federation request to ourselves; the caller should have answered locally",
+            ));
+        }
+        let destination = self.destination(server).await?;
+        if let Ok(ip) = destination.connect_host.parse::<IpAddr>()
+            && !self.inner.allow_private
+            && !is_public(ip)
+        {
+            return Err(unreachable(
+                name,
+                format!("{ip} is not a public address (federation to private addresses is off)"),
+            ));
+        }
+        if destination.connect_host != destination.tls_name
+            && let Ok(mut overrides) = self.inner.overrides.lock()
+        {
+            overrides.insert(
+                destination.tls_name.clone(),
+                destination.connect_host.clone(),
+            );
+        }
+        let host = match destination.tls_name.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => destination.tls_name.clone(),
+        };
+        let mut url = Url::parse(&format!("https://{host}:{}", destination.port))
+            .map_err(|e| unreachable(name, e))?;
+        url.set_path(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        // The request target exactly as sent, which the signature covers.
+        let request_target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut builder = self
+            .inner
+            .client
+            .request(method.clone(), url.clone())
+            .header(header::HOST, &destination.host_header);
+        if signed {
+            let authorization = self.x_matrix(server, method.as_str(), &request_target, body)?;
+            builder = builder.header(header::AUTHORIZATION, authorization);
+        }
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| {
+            unreachable(
+                name,
+                format!(
+                    "{} {path} ({}:{}): {}",
+                    method,
+                    destination.connect_host,
+                    destination.port,
+                    error_chain(&e)
+                ),
+            )
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{name} answered {method} {path} with something that is not JSON: {e}"),
+                )
+            });
+        }
+        let error: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let errcode = error.get("errcode").and_then(Value::as_str).unwrap_or("");
+        let message = error.get("error").and_then(Value::as_str).unwrap_or("");
+        let kind = match errcode {
+            "M_NOT_FOUND" => ErrorKind::NotFound,
+            "M_FORBIDDEN" => ErrorKind::Forbidden,
+            _ => ErrorKind::BadGateway,
+        };
+        Err(Error::new(
+            kind,
+            format!("{name} answered {method} {path} with HTTP {status} {errcode}: {message}"),
+        ))
+    }
+
+    /// A signed `GET` of `path` on the server named `server` (a string, checked here), for
+    /// in-process callers such as the dashboard and the tests.
+    pub async fn get(&self, server: &str, path: &str, query: &[(&str, &str)]) -> Result<Value> {
+        let server = ServerName::parse(server)
+            .map_err(|_| Error::invalid_param(format!("{server} is not a server name.")))?;
+        self.request(&server, Method::GET, path, query, None, true)
+            .await
+    }
+
+    /// The `Authorization: X-Matrix ...` value for a request (spec: server-server-api.md,
+    /// "Request Authentication"): our signature over method, URI, origin, destination and
+    /// content.
+    fn x_matrix(
+        &self,
+        destination: &ServerName,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<String> {
+        let identity = &self.inner.identity;
+        let mut object = CanonicalJsonObject::new();
+        object.insert("method".to_owned(), method.into());
+        object.insert("uri".to_owned(), uri.into());
+        object.insert("origin".to_owned(), identity.server_name.as_str().into());
+        object.insert("destination".to_owned(), destination.as_str().into());
+        if let Some(body) = body {
+            let content = CanonicalJsonValue::try_from(body.clone()).map_err(Error::internal)?;
+            object.insert("content".to_owned(), content);
+        }
+        let canonical = serde_json::to_vec(&object)?;
+        let signature = identity.signing_key.sign(&canonical);
+        let key_id =
+            OwnedServerSigningKeyId::try_from(signature.id().as_str()).map_err(Error::internal)?;
+        let header = XMatrix::new(
+            identity.server_name.clone(),
+            destination.to_owned(),
+            key_id,
+            Base64::new(signature.as_bytes().to_vec()),
+        );
+        Ok(header.to_string())
+    }
+
+    /// `GET /_matrix/federation/v1/query/profile` (spec: "Query information").
+    pub async fn query_profile(
+        &self,
+        user_id: &ruma::UserId,
+        field: Option<&str>,
+    ) -> Result<Value> {
+        let mut query = vec![("user_id", user_id.as_str())];
+        if let Some(field) = field {
+            query.push(("field", field));
+        }
+        self.request(
+            user_id.server_name(),
+            Method::GET,
+            "/_matrix/federation/v1/query/profile",
+            &query,
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// `GET /_matrix/federation/v1/query/directory`: the room an alias of another server
+    /// names, and servers that can help to join it.
+    pub async fn query_directory(
+        &self,
+        alias: &ruma::RoomAliasId,
+    ) -> Result<(ruma::OwnedRoomId, Vec<OwnedServerName>)> {
+        let answer = self
+            .request(
+                alias.server_name(),
+                Method::GET,
+                "/_matrix/federation/v1/query/directory",
+                &[("room_alias", alias.as_str())],
+                None,
+                true,
+            )
+            .await?;
+        let room_id = answer
+            .get("room_id")
+            .and_then(Value::as_str)
+            .and_then(|s| ruma::RoomId::parse(s).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{} gave no valid room_id for {alias}", alias.server_name()),
+                )
+            })?;
+        let servers = answer
+            .get("servers")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| ServerName::parse(s).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((room_id, servers))
+    }
+}
+
+/// An error with its causes, for a message that says what actually failed (refused, TLS, ...).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads a response body up to `limit` bytes.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

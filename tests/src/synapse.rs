@@ -1,0 +1,204 @@
+//! A real Synapse on loopback, for federation tests: SQLite, open registration, a plain
+//! client listener and a TLS federation listener with a self-signed certificate, and the
+//! settings a private federation on loopback needs (certificates not checked, loopback
+//! allowed, no trusted key servers). Its server name is `localhost:PORT`.
+//!
+//! Synapse comes from PyPI into a cached venv (`tests/synapse/install.sh`, run by
+//! `make test`); `KITH_SYNAPSE_VENV` points elsewhere.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{Client, free_port};
+
+/// A running Synapse. Killed when dropped.
+pub struct Synapse {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    python: PathBuf,
+    /// `localhost:PORT` (the federation port).
+    pub server_name: String,
+    /// `http://127.0.0.1:PORT` of the client listener.
+    pub client_url: String,
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("KITH_SYNAPSE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/kith/synapse-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "Synapse is not installed at {}: run tests/synapse/install.sh (make test does)",
+        venv.display()
+    );
+    python
+}
+
+impl Synapse {
+    /// Generates a config in a temp dir and starts Synapse; returns once its client API
+    /// answers.
+    pub async fn start() -> Synapse {
+        let python = python();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let federation_port = free_port();
+        let client_port = free_port();
+        let server_name = format!("localhost:{federation_port}");
+        let path = dir.path();
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "synapse.app.homeserver",
+                "--server-name",
+                &server_name,
+            ])
+            .arg("--config-path")
+            .arg(path.join("homeserver.yaml"))
+            .arg("--data-directory")
+            .arg(path)
+            .args(["--generate-config", "--report-stats=no"])
+            .current_dir(path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("Synapse's config generator runs");
+        assert!(status.success(), "Synapse could not generate its config");
+        let cert = path.join("tls.crt");
+        let key = path.join("tls.key");
+        kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
+            .expect("a certificate for Synapse");
+        let overrides = format!(
+            r#"
+listeners:
+  - port: {federation_port}
+    type: http
+    tls: true
+    bind_addresses: ['127.0.0.1']
+    resources: [{{names: [federation], compress: false}}]
+  - port: {client_port}
+    type: http
+    tls: false
+    bind_addresses: ['127.0.0.1']
+    resources: [{{names: [client], compress: false}}]
+tls_certificate_path: "{cert}"
+tls_private_key_path: "{key}"
+federation_verify_certificates: false
+ip_range_whitelist: ['127.0.0.0/8', '::1/128']
+ip_range_blacklist: []
+enable_registration: true
+enable_registration_without_verification: true
+trusted_key_servers: []
+suppress_key_server_warning: true
+report_stats: false
+presence: {{enabled: false}}
+rc_message: {{per_second: 1000, burst_count: 1000}}
+rc_registration: {{per_second: 1000, burst_count: 1000}}
+rc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}
+rc_login:
+  address: {{per_second: 1000, burst_count: 1000}}
+  account: {{per_second: 1000, burst_count: 1000}}
+  failed_attempts: {{per_second: 1000, burst_count: 1000}}
+rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_limit: 1000, concurrent: 100}}
+"#,
+            cert = cert.display(),
+            key = key.display(),
+        );
+        std::fs::write(path.join("kith-test.yaml"), overrides).expect("write overrides");
+        let mut synapse = Synapse {
+            child: None,
+            dir,
+            python,
+            server_name,
+            client_url: format!("http://127.0.0.1:{client_port}"),
+        };
+        synapse.launch().await;
+        synapse
+    }
+
+    async fn launch(&mut self) {
+        let path = self.dir.path();
+        let log = std::fs::File::create(path.join("stdout.log")).expect("log file");
+        let child = Command::new(&self.python)
+            .args(["-m", "synapse.app.homeserver"])
+            .arg("-c")
+            .arg(path.join("homeserver.yaml"))
+            .arg("-c")
+            .arg(path.join("kith-test.yaml"))
+            .current_dir(path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("Synapse starts");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let url = format!("{}/_matrix/client/versions", self.client_url);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("Synapse exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Synapse did not start in 90 s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The end of Synapse's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let path = self.dir.path();
+        let mut text = String::new();
+        for name in ["stdout.log", "homeserver.log"] {
+            if let Ok(log) = std::fs::read_to_string(path.join(name)) {
+                let lines: Vec<&str> = log.lines().collect();
+                let start = lines.len().saturating_sub(40);
+                text.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
+            }
+        }
+        text
+    }
+
+    /// An anonymous client of this Synapse.
+    pub fn anonymous(&self) -> Client {
+        Client::anonymous_at(&self.client_url)
+    }
+
+    /// Registers `name` and returns the logged-in client.
+    pub async fn register(&self, name: &str) -> Client {
+        self.anonymous().register(name).await
+    }
+
+    /// Stops Synapse (SIGKILL: an outage, not a shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Synapse again on the same data and ports.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

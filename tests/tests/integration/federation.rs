@@ -1,0 +1,321 @@
+//! Federation between two Kith servers on loopback, through their real TLS listeners and
+//! server discovery (`localhost:PORT` names), with certificate checks off: server keys,
+//! signed requests both ways, and what an unsigned or forged request gets.
+
+use kith_tests::{TestServer, device_keys, url_encode};
+use serde_json::{Value, json};
+
+/// An HTTPS client for raw federation requests to test servers (self-signed certificates).
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+}
+
+async fn get_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn users_on_two_kith_servers_read_each_others_profiles_and_aliases() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let (status, _) = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                url_encode(&alice.user_id)
+            ),
+            json!({ "displayname": "Alice at home" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = bob
+        .put(
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                url_encode(&bob.user_id)
+            ),
+            json!({ "displayname": "Bob elsewhere" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Each asks its own server, which asks the other one over federation.
+    let (status, profile) = alice
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}",
+            url_encode(&bob.user_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["displayname"], "Bob elsewhere");
+    let (status, profile) = bob
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}/displayname",
+            url_encode(&alice.user_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile, json!({ "displayname": "Alice at home" }));
+
+    // An unknown remote user is 404, as the other server says.
+    let (status, error) = alice
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}",
+            url_encode(&format!("@nobody:{}", two.server_name()))
+        ))
+        .await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(error["errcode"], "M_NOT_FOUND");
+
+    // A room alias on one server resolves from the other.
+    let room_id = bob
+        .create_room(json!({ "room_alias_name": "family", "preset": "public_chat" }))
+        .await;
+    let alias = format!("#family:{}", two.server_name());
+    let (status, found) = alice
+        .get(&format!(
+            "/_matrix/client/v3/directory/room/{}",
+            url_encode(&alias)
+        ))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["room_id"], room_id.as_str());
+    assert_eq!(found["servers"], json!([two.server_name()]));
+    let missing = format!("#nothing:{}", two.server_name());
+    let (status, _) = alice
+        .get(&format!(
+            "/_matrix/client/v3/directory/room/{}",
+            url_encode(&missing)
+        ))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn federation_listener_serves_version_keys_and_the_notary() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let http = raw_client();
+
+    let (status, version) = get_json(
+        http.get(format!(
+            "{}/_matrix/federation/v1/version",
+            two.federation_url()
+        ))
+        .send()
+        .await
+        .expect("version"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(version["server"]["name"], "Kith");
+
+    let (status, keys) = get_json(
+        http.get(format!("{}/_matrix/key/v2/server", one.federation_url()))
+            .send()
+            .await
+            .expect("keys"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(keys["server_name"], one.server_name());
+    let key_id = keys["verify_keys"]
+        .as_object()
+        .and_then(|k| k.keys().next().cloned())
+        .expect("a verify key");
+
+    // Server two, as a notary, fetches server one's keys and countersigns them.
+    let (status, notary) = get_json(
+        http.post(format!("{}/_matrix/key/v2/query", two.federation_url()))
+            .json(&json!({ "server_keys": { one.server_name(): { key_id.clone(): {} } } }))
+            .send()
+            .await
+            .expect("notary"),
+    )
+    .await;
+    assert_eq!(status, 200, "{notary}");
+    let answer = &notary["server_keys"][0];
+    assert_eq!(answer["server_name"], one.server_name());
+    assert_eq!(answer["verify_keys"], keys["verify_keys"]);
+    assert!(
+        answer["signatures"][one.server_name()].is_object(),
+        "{answer}"
+    );
+    assert!(
+        answer["signatures"][two.server_name()].is_object(),
+        "{answer}"
+    );
+
+    let (status, notary) = get_json(
+        http.get(format!(
+            "{}/_matrix/key/v2/query/{}",
+            two.federation_url(),
+            one.server_name()
+        ))
+        .send()
+        .await
+        .expect("notary GET"),
+    )
+    .await;
+    assert_eq!(status, 200, "{notary}");
+    assert_eq!(notary["server_keys"][0]["server_name"], one.server_name());
+
+    // Unknown federation endpoints are 404 M_UNRECOGNIZED.
+    let (status, error) = get_json(
+        http.get(format!(
+            "{}/_matrix/federation/v1/nothing",
+            two.federation_url()
+        ))
+        .send()
+        .await
+        .expect("unknown"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(error["errcode"], "M_UNRECOGNIZED");
+}
+
+#[tokio::test]
+async fn unsigned_forged_and_misdirected_requests_are_refused_with_401() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let bob = two.register("bob").await;
+    let http = raw_client();
+    let url = format!(
+        "{}/_matrix/federation/v1/query/profile?user_id={}",
+        two.federation_url(),
+        url_encode(&bob.user_id)
+    );
+    let (_, keys) = get_json(
+        http.get(format!("{}/_matrix/key/v2/server", one.federation_url()))
+            .send()
+            .await
+            .expect("keys"),
+    )
+    .await;
+    let key_id = keys["verify_keys"]
+        .as_object()
+        .and_then(|k| k.keys().next().cloned())
+        .expect("a verify key");
+    let forged_sig = "a".repeat(86);
+
+    let cases = [
+        ("no signature", None),
+        (
+            "a signature that does not verify",
+            Some(format!(
+                r#"X-Matrix origin="{}",destination="{}",key="{key_id}",sig="{forged_sig}""#,
+                one.server_name(),
+                two.server_name()
+            )),
+        ),
+        (
+            "a request meant for another server",
+            Some(format!(
+                r#"X-Matrix origin="{}",destination="elsewhere.example",key="{key_id}",sig="{forged_sig}""#,
+                one.server_name()
+            )),
+        ),
+        (
+            "an origin whose keys cannot be fetched",
+            Some(format!(
+                r#"X-Matrix origin="localhost:1",destination="{}",key="ed25519:x",sig="{forged_sig}""#,
+                two.server_name()
+            )),
+        ),
+        ("a malformed header", Some("X-Matrix nonsense".to_owned())),
+    ];
+    for (what, header) in cases {
+        let mut request = http.get(&url);
+        if let Some(header) = header {
+            request = request.header("Authorization", header);
+        }
+        let (status, error) = get_json(request.send().await.expect("answered")).await;
+        assert_eq!(status, 401, "{what}: {error}");
+        assert_eq!(error["errcode"], "M_UNAUTHORIZED", "{what}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn keys_of_another_kith_servers_users_are_queried_claimed_and_listed() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let (status, body) = bob
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({
+                "device_keys": device_keys(&bob),
+                "one_time_keys": { "signed_curve25519:AAAAAQ": { "key": "bob-otk", "signatures": {} } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, found) = alice
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({ "device_keys": { bob.user_id.clone(): [], "@nobody:localhost:1": [] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let bobs = &found["device_keys"][&bob.user_id][&bob.device_id];
+    assert_eq!(bobs["keys"], device_keys(&bob)["keys"], "{found}");
+    assert!(
+        bobs["unsigned"]["device_display_name"].is_null(),
+        "device names stay home: {found}"
+    );
+    // A server that cannot be reached is a failure, not an error.
+    assert_eq!(found["failures"]["localhost:1"]["status"], 503, "{found}");
+
+    let (status, claimed) = alice
+        .post(
+            "/_matrix/client/v3/keys/claim",
+            json!({ "one_time_keys": { bob.user_id.clone(): { bob.device_id.clone(): "signed_curve25519" } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(
+        claimed["one_time_keys"][&bob.user_id][&bob.device_id]["signed_curve25519:AAAAAQ"]["key"],
+        "bob-otk"
+    );
+    // It was one-time: a second claim finds none.
+    let (_, claimed) = alice
+        .post(
+            "/_matrix/client/v3/keys/claim",
+            json!({ "one_time_keys": { bob.user_id.clone(): { bob.device_id.clone(): "signed_curve25519" } } }),
+        )
+        .await;
+    assert_eq!(claimed["one_time_keys"], json!({}), "{claimed}");
+
+    // Server one asks server two for bob's device list, signed, over TLS.
+    let devices = one
+        .server()
+        .services()
+        .federation
+        .get(
+            two.server_name(),
+            &format!(
+                "/_matrix/federation/v1/user/devices/{}",
+                url_encode(&bob.user_id)
+            ),
+            &[],
+        )
+        .await
+        .expect("user/devices answers");
+    assert_eq!(devices["user_id"], bob.user_id.as_str());
+    assert_eq!(devices["devices"][0]["device_id"], bob.device_id.as_str());
+    assert_eq!(
+        devices["devices"][0]["keys"]["keys"],
+        device_keys(&bob)["keys"]
+    );
+    assert!(devices["stream_id"].as_i64().is_some(), "{devices}");
+}
