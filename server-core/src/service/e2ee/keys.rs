@@ -487,7 +487,11 @@ impl E2ee {
         let mut one_time_keys = Map::new();
         for (user, device, key_id, json) in self.store.keys().claim(requests).await? {
             let entry = one_time_keys.entry(user).or_insert_with(|| json!({}));
-            set_in(entry, &[device.as_str(), key_id.as_str()], parse_stored(&json)?);
+            set_in(
+                entry,
+                &[device.as_str(), key_id.as_str()],
+                parse_stored(&json)?,
+            );
         }
         Ok(one_time_keys)
     }
