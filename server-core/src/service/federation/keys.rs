@@ -45,7 +45,12 @@ pub(super) struct Fetches {
 impl Fetches {
     fn lock_for(&self, server: &str) -> Arc<tokio::sync::Mutex<()>> {
         match self.locks.lock() {
-            Ok(mut locks) => locks.entry(server.to_owned()).or_default().clone(),
+            Ok(mut locks) => {
+                // Origins come from request headers: drop the locks nobody holds, so that
+                // many made-up origin names cannot grow this map without bound.
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+                locks.entry(server.to_owned()).or_default().clone()
+            }
             Err(_) => Arc::default(),
         }
     }
