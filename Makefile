@@ -21,8 +21,12 @@ run:
 
 # Clippy is `make lint`, not part of `make test`: on a cold two-core machine it needs a
 # second, check-mode build of every dependency (about 20 more minutes).
-test: deps synapse
+# Synapse installs (network-bound) while the tests build (CPU-bound).
+test: deps
 	$(CARGO) fmt --all -- --check
+	@tests/synapse/install.sh & installer=$$!; \
+	if ! $(CARGO) nextest run --workspace --no-run; then kill $$installer; exit 1; fi; \
+	wait $$installer
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 lint:

@@ -288,10 +288,9 @@ impl Config {
                 ),
             ));
         }
-        if !self.well_known.client_base_url.is_empty()
-            && !(self.well_known.client_base_url.starts_with("https://")
-                || self.well_known.client_base_url.starts_with("http://"))
-        {
+        let base_url = &self.well_known.client_base_url;
+        let is_http = base_url.starts_with("https://") || base_url.starts_with("http://");
+        if !base_url.is_empty() && !is_http {
             problems.push(problem(
                 "well_known.client_base_url",
                 "must start with https:// (or http://)",

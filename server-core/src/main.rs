@@ -1,6 +1,9 @@
 //! The headless `kith` binary: `serve`, `init`, `config validate`, `user add`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use kith::config::{Config, RegistrationMode, default_config_path};
@@ -98,7 +101,7 @@ fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
         .ok_or_else(|| "cannot find a home directory; pass --config".to_owned())
 }
 
-fn load(path: &PathBuf) -> Result<Config, String> {
+fn load(path: &Path) -> Result<Config, String> {
     let config = Config::load(path).map_err(|problems| report(path, &problems))?;
     let problems = config.validate();
     if problems.is_empty() {

@@ -136,7 +136,7 @@ rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_li
             .expect("Synapse starts");
         self.child = Some(child);
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(180);
         let url = format!("{}/_matrix/client/versions", self.client_url);
         loop {
             if let Ok(response) = http.get(&url).send().await
@@ -151,7 +151,7 @@ rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_li
             }
             assert!(
                 Instant::now() < deadline,
-                "Synapse did not start in 90 s:\n{}",
+                "Synapse did not start in 180 s:\n{}",
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;

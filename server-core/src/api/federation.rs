@@ -133,7 +133,7 @@ impl FromRequest<Services> for Signed {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         x_matrix
-            .verify_http_request(&request, ours, &keys)
+            .verify_request(&request, ours, &keys)
             .map_err(|e| {
                 unauthorized(format!(
                     "The X-Matrix signature of {} does not verify: {e}.",

@@ -109,7 +109,17 @@ pub fn split_host_port(name: &str) -> Option<(String, Option<u16>)> {
             None => (name.to_owned(), ""),
         }
     };
-    if host.is_empty() {
+    // Server names, appendix "Server Name": a bracketed IPv6 literal, or 1 to 255 of
+    // letters, digits, `-` and `.` (an IPv4 literal or a DNS name).
+    let valid = if name.starts_with('[') {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        (1..=255).contains(&host.len())
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !valid {
         return None;
     }
     let port = match rest {
@@ -558,6 +568,8 @@ mod tests {
         assert_eq!(split_host_port("a.b:99999"), None);
         assert_eq!(split_host_port("a.b:"), None);
         assert_eq!(split_host_port("[::1"), None);
+        assert_eq!(split_host_port("bad name!"), None);
+        assert_eq!(split_host_port("[not-ip]:80"), None);
         assert_eq!(split_host_port(":80"), None);
     }
 

@@ -326,6 +326,9 @@ mod tests {
     use super::*;
     use ruma::signatures::Ed25519KeyPair;
 
+    /// The largest integer canonical JSON allows (appendix "Canonical JSON").
+    const FAR_FUTURE: i64 = 9_007_199_254_740_991;
+
     fn signed_response(server: &str, valid_until_ts: i64) -> (Value, Ed25519KeyPair) {
         let document = Ed25519KeyPair::generate();
         let key = Ed25519KeyPair::from_der(&document, "k1".to_owned()).expect("key");
@@ -344,9 +347,9 @@ mod tests {
     #[test]
     fn a_good_key_response_is_accepted_with_validity_capped_at_seven_days() {
         let server = ServerName::parse("remote.example").expect("name");
-        let (response, _) = signed_response("remote.example", i64::MAX);
+        let (response, _) = signed_response("remote.example", FAR_FUTURE);
         let (keys, valid_until) = check_key_response(&server, &response, 1000).expect("good");
-        assert_eq!(valid_until, i64::MAX);
+        assert_eq!(valid_until, FAR_FUTURE);
         let current = keys.iter().find(|k| k.key_id == "ed25519:k1").expect("k1");
         assert_eq!(current.valid_until_ts, 1000 + MAX_VALIDITY_MS);
         let old = keys
@@ -359,16 +362,16 @@ mod tests {
     #[test]
     fn forged_or_misnamed_key_responses_are_refused() {
         let server = ServerName::parse("remote.example").expect("name");
-        let (mut response, _) = signed_response("remote.example", i64::MAX);
+        let (mut response, _) = signed_response("remote.example", FAR_FUTURE);
         response["valid_until_ts"] = Value::from(1);
         let error = check_key_response(&server, &response, 0).expect_err("tampered");
         assert!(error.contains("signature"), "{error}");
 
-        let (response, _) = signed_response("other.example", i64::MAX);
+        let (response, _) = signed_response("other.example", FAR_FUTURE);
         let error = check_key_response(&server, &response, 0).expect_err("wrong server");
         assert!(error.contains("other.example"), "{error}");
 
-        let (mut response, _) = signed_response("remote.example", i64::MAX);
+        let (mut response, _) = signed_response("remote.example", FAR_FUTURE);
         response["signatures"] = serde_json::json!({});
         assert!(check_key_response(&server, &response, 0).is_err());
     }

@@ -644,9 +644,7 @@ pub(crate) fn normalise_content_type(raw: &str) -> Option<String> {
     }
     let mut normalised = essence.clone();
     for parameter in parts {
-        let Some((name, value)) = parameter.split_once('=') else {
-            return None;
-        };
+        let (name, value) = parameter.split_once('=')?;
         let value = value.trim().trim_matches('"');
         if name.trim().eq_ignore_ascii_case("charset") && token(value) {
             normalised.push_str("; charset=");

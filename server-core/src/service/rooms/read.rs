@@ -451,10 +451,9 @@ impl Rooms {
         let create = self.state_event(room_id, "m.room.create", "").await?;
         if rules.authorization.explicitly_privilege_room_creators
             && let Some(create) = &create
+            && create.room_creators().iter().any(|c| c == user_id)
         {
-            if create.room_creators().iter().any(|c| c == user_id) {
-                return Ok(true);
-            }
+            return Ok(true);
         }
         let Some(power) = self.state_event(room_id, "m.room.power_levels", "").await? else {
             return Ok(create.is_some_and(|c| c.sender == *user_id));
