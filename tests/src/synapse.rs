@@ -92,6 +92,8 @@ ip_range_whitelist: ['127.0.0.0/8', '::1/128']
 ip_range_blacklist: []
 enable_registration: true
 enable_registration_without_verification: true
+allow_public_rooms_over_federation: true
+room_list_publication_rules: [{{action: allow}}]
 trusted_key_servers: []
 suppress_key_server_warning: true
 report_stats: false

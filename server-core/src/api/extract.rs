@@ -45,6 +45,21 @@ impl FromRequestParts<Services> for AuthedUser {
     }
 }
 
+/// An optional caller: no token is `None`, a token that is not valid is still an error.
+impl axum::extract::OptionalFromRequestParts<Services> for AuthedUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Services,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match access_token(parts) {
+            None => Ok(None),
+            Some(token) => Ok(Some(Self(services.users.authenticate(&token).await?))),
+        }
+    }
+}
+
 /// A JSON body of type `T`: not JSON is `M_NOT_JSON`, the wrong shape `M_BAD_JSON`, too
 /// big `M_TOO_LARGE`. An empty body reads as `{}`, as some clients send none.
 pub struct JsonBody<T>(pub T);

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api::{
+        client::{PublicRoomsBody, local_public_rooms},
         extract::{JsonBody, PathParams, QueryParams},
         parse_alias, parse_user_id,
     },
@@ -53,6 +54,10 @@ pub fn router(services: Services) -> Router {
         .route(
             "/_matrix/federation/v1/user/devices/{user_id}",
             get(user_devices),
+        )
+        .route(
+            "/_matrix/federation/v1/publicRooms",
+            get(public_rooms).post(public_rooms_filtered),
         )
         // When this listener answers on the server name's own host and port 443.
         .route(
@@ -307,6 +312,39 @@ async fn user_keys_claim(State(services): State<Services>, signed: Signed) -> Re
     let claim: UserKeysClaim = signed.json()?;
     let one_time_keys = services.e2ee.claim_local_keys(claim.one_time_keys).await?;
     Ok(Json(json!({ "one_time_keys": one_time_keys })))
+}
+
+#[derive(Deserialize)]
+struct PublicRoomsQuery {
+    limit: Option<u32>,
+    since: Option<String>,
+    third_party_instance_id: Option<String>,
+}
+
+/// `GET /_matrix/federation/v1/publicRooms` (spec: "Public Room Directory"): the rooms
+/// published here, as for local clients.
+async fn public_rooms(
+    State(services): State<Services>,
+    QueryParams(query): QueryParams<PublicRoomsQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "federation public rooms");
+    let body = PublicRoomsBody {
+        limit: query.limit,
+        since: query.since,
+        third_party_instance_id: query.third_party_instance_id,
+        ..PublicRoomsBody::default()
+    };
+    local_public_rooms(&services, body).await
+}
+
+/// `POST /_matrix/federation/v1/publicRooms`: the same, with a filter.
+async fn public_rooms_filtered(
+    State(services): State<Services>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "federation public rooms (filtered)");
+    local_public_rooms(&services, signed.json()?).await
 }
 
 /// `GET /_matrix/federation/v1/user/devices/{userId}`

@@ -315,6 +315,34 @@ async fn alias_resolves_and_public_room_is_listed_and_joinable_by_alias() {
     let (_, listed) = bob.get("/_matrix/client/v3/publicRooms").await;
     assert_eq!(listed["chunk"][0]["name"], "Lounge");
     assert_eq!(listed["chunk"][0]["canonical_alias"], "#lounge:kith.test");
+    // Room types: `null` stands for rooms without one (spec: `POST /publicRooms`).
+    let space = alice
+        .create_room(json!({ "visibility": "public", "name": "Family space", "creation_content": { "type": "m.space" } }))
+        .await;
+    for (types, expected) in [
+        (json!([null]), vec![room.as_str()]),
+        (json!(["m.space"]), vec![space.as_str()]),
+        (
+            json!(["m.space", null]),
+            vec![room.as_str(), space.as_str()],
+        ),
+        (json!(["org.example.other"]), vec![]),
+    ] {
+        let (status, listed) = bob
+            .post(
+                "/_matrix/client/v3/publicRooms",
+                json!({ "filter": { "room_types": types } }),
+            )
+            .await;
+        assert_eq!(status, 200, "{listed}");
+        let found: Vec<&str> = listed["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .filter_map(|r| r["room_id"].as_str())
+            .collect();
+        assert_eq!(found, expected, "{types}");
+    }
     let (status, _) = bob
         .post("/_matrix/client/v3/join/%23lounge:kith.test", json!({}))
         .await;

@@ -19,7 +19,7 @@ async fn upload_keys(client: &Client, one_time_key: &str) {
 }
 
 #[tokio::test]
-async fn kith_and_synapse_answer_each_others_profile_directory_and_key_queries() {
+async fn kith_and_synapse_answer_each_others_profile_directory_room_list_and_key_queries() {
     let kith = TestServer::start_federating().await;
     let synapse = Synapse::start().await;
     let alice = kith.register("alice").await;
@@ -59,10 +59,14 @@ async fn kith_and_synapse_answer_each_others_profile_directory_and_key_queries()
 
     // Aliases resolve across, both ways.
     let kith_room = alice
-        .create_room(json!({ "room_alias_name": "kitchen", "preset": "public_chat" }))
+        .create_room(
+            json!({ "room_alias_name": "kitchen", "name": "Kitchen", "visibility": "public" }),
+        )
         .await;
     let synapse_room = sam
-        .create_room(json!({ "room_alias_name": "garden", "preset": "public_chat" }))
+        .create_room(
+            json!({ "room_alias_name": "garden", "name": "Garden", "visibility": "public" }),
+        )
         .await;
     let (status, found) = sam
         .get(&format!(
@@ -86,6 +90,86 @@ async fn kith_and_synapse_answer_each_others_profile_directory_and_key_queries()
             .is_some_and(|s| s.iter().any(|s| s == synapse.server_name.as_str())),
         "{found}"
     );
+
+    // Each lists the other's published rooms, with and without a search term.
+    let (status, listed) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/publicRooms?server={}",
+                kith.server_name()
+            ),
+            json!({ "filter": { "generic_search_term": "kitch" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}\n{}", synapse.log_tail());
+    assert_eq!(
+        listed["chunk"][0]["room_id"],
+        kith_room.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["chunk"][0]["name"], "Kitchen", "{listed}");
+    // Without a filter, Synapse asks with the GET form.
+    let (status, listed) = sam
+        .get(&format!(
+            "/_matrix/client/v3/publicRooms?server={}&limit=5",
+            kith.server_name()
+        ))
+        .await;
+    assert_eq!(status, 200, "{listed}\n{}", synapse.log_tail());
+    assert_eq!(
+        listed["chunk"][0]["room_id"],
+        kith_room.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["total_room_count_estimate"], 1, "{listed}");
+    // Synapse lists a new room once its background statistics job has seen it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, own) = sam.get("/_matrix/client/v3/publicRooms").await;
+        if own["chunk"][0]["room_id"] == synapse_room.as_str() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Synapse never listed its room: {own}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, listed) = alice
+        .get(&format!(
+            "/_matrix/client/v3/publicRooms?server={}",
+            synapse.server_name
+        ))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["chunk"][0]["room_id"],
+        synapse_room.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["chunk"][0]["name"], "Garden", "{listed}");
+    assert_eq!(listed["chunk"][0]["num_joined_members"], 1, "{listed}");
+    let (status, listed) = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/publicRooms?server={}",
+                synapse.server_name
+            ),
+            json!({ "filter": { "generic_search_term": "no such room" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["chunk"], json!([]), "{listed}");
+    // Another server's list is only fetched for a signed-in user.
+    let (status, refused) = kith
+        .anonymous()
+        .get(&format!(
+            "/_matrix/client/v3/publicRooms?server={}",
+            synapse.server_name
+        ))
+        .await;
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(refused["errcode"], "M_MISSING_TOKEN");
 
     // Device keys and one-time keys, both ways: what end-to-end encryption across servers
     // starts from.

@@ -1,6 +1,7 @@
 //! Room aliases and the public room directory.
 
 use axum::{Json, extract::State};
+use ruma::ServerName;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -9,8 +10,8 @@ use crate::{
         extract::{AuthedUser, JsonBody, PathParams, QueryParams},
         parse_alias, parse_room_id,
     },
-    error::{Error, Result},
-    service::Services,
+    error::{Error, ErrorKind, Result},
+    service::{Services, rooms::DirectoryFilter},
 };
 
 /// `GET /_matrix/client/v3/directory/room/{roomAlias}`
@@ -128,57 +129,116 @@ pub(crate) async fn set_room_visibility(
 pub(crate) struct PublicRoomsQuery {
     limit: Option<u32>,
     since: Option<String>,
+    server: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct PublicRoomsBody {
-    limit: Option<u32>,
-    since: Option<String>,
-    filter: Option<Value>,
+pub(crate) struct ServerQuery {
+    server: Option<String>,
 }
 
-async fn public_rooms(
+/// The body of `POST /publicRooms`, on the client and the federation API alike.
+#[derive(Deserialize, Default)]
+pub(crate) struct PublicRoomsBody {
+    pub(crate) limit: Option<u32>,
+    pub(crate) since: Option<String>,
+    #[serde(default)]
+    pub(crate) filter: PublicRoomsFilter,
+    pub(crate) third_party_instance_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct PublicRoomsFilter {
+    generic_search_term: Option<String>,
+    room_types: Option<Vec<Option<String>>>,
+}
+
+/// A page of this server's own directory, as the spec's response object.
+pub(crate) async fn local_public_rooms(
     services: &Services,
-    limit: Option<u32>,
-    since: Option<&str>,
-    term: Option<&str>,
+    body: PublicRoomsBody,
 ) -> Result<Json<Value>> {
-    let page = services.rooms.public_rooms(limit, since, term).await?;
-    let mut body = json!({ "chunk": page.chunk, "total_room_count_estimate": page.total });
+    // Kith bridges no third-party networks, so a listing of one of them is empty.
+    if body.third_party_instance_id.is_some() {
+        return Ok(Json(json!({ "chunk": [], "total_room_count_estimate": 0 })));
+    }
+    let filter = DirectoryFilter {
+        term: body.filter.generic_search_term,
+        room_types: body.filter.room_types,
+    };
+    let since = body.since.as_deref();
+    let page = services
+        .rooms
+        .public_rooms(body.limit, since, &filter)
+        .await?;
+    let mut answer = json!({ "chunk": page.chunk, "total_room_count_estimate": page.total });
     if let Some(next) = page.next_batch {
-        body["next_batch"] = json!(next);
+        answer["next_batch"] = json!(next);
     }
     if since.is_some() {
-        body["prev_batch"] = json!("0");
+        answer["prev_batch"] = json!("0");
     }
-    Ok(Json(body))
+    Ok(Json(answer))
+}
+
+/// This server's directory, or, when `server` names another one, that server's, asked
+/// over federation. Asking another server needs a signed-in user: otherwise anyone could
+/// make this server send requests for them.
+async fn public_rooms(
+    services: &Services,
+    server: Option<&str>,
+    user: Option<&AuthedUser>,
+    body: PublicRoomsBody,
+) -> Result<Json<Value>> {
+    let remote = match server {
+        Some(name) if name != services.identity.server_name.as_str() => ServerName::parse(name)
+            .map_err(|_| Error::invalid_param(format!("{name} is not a server name.")))?,
+        _ => return local_public_rooms(services, body).await,
+    };
+    if user.is_none() {
+        return Err(Error::new(
+            ErrorKind::MissingToken,
+            "Listing another server's rooms needs an access token.",
+        ));
+    }
+    if body.third_party_instance_id.is_some() {
+        return Err(Error::invalid_param(
+            "Third-party networks of other servers cannot be listed.",
+        ));
+    }
+    let page = services
+        .federation
+        .public_rooms(
+            &remote,
+            body.limit,
+            body.since.as_deref(),
+            body.filter.generic_search_term.as_deref(),
+            body.filter.room_types.as_deref(),
+        )
+        .await?;
+    Ok(Json(page))
 }
 
 /// `GET /_matrix/client/v3/publicRooms`
 pub(crate) async fn get_public_rooms(
     State(services): State<Services>,
+    user: Option<AuthedUser>,
     QueryParams(query): QueryParams<PublicRoomsQuery>,
 ) -> Result<Json<Value>> {
-    public_rooms(&services, query.limit, query.since.as_deref(), None).await
+    let body = PublicRoomsBody {
+        limit: query.limit,
+        since: query.since,
+        ..PublicRoomsBody::default()
+    };
+    public_rooms(&services, query.server.as_deref(), user.as_ref(), body).await
 }
 
 /// `POST /_matrix/client/v3/publicRooms`
 pub(crate) async fn get_public_rooms_filtered(
     State(services): State<Services>,
-    _user: AuthedUser,
+    user: AuthedUser,
+    QueryParams(query): QueryParams<ServerQuery>,
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> Result<Json<Value>> {
-    let term = body
-        .filter
-        .as_ref()
-        .and_then(|f| f.get("generic_search_term"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    public_rooms(
-        &services,
-        body.limit,
-        body.since.as_deref(),
-        term.as_deref(),
-    )
-    .await
+    public_rooms(&services, query.server.as_deref(), Some(&user), body).await
 }

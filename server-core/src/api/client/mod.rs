@@ -12,6 +12,7 @@ mod room_events;
 mod sync;
 mod user_data;
 
+pub(crate) use self::directory::{PublicRoomsBody, local_public_rooms};
 pub(crate) use self::profile::local_profile;
 
 use axum::{

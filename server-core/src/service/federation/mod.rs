@@ -26,7 +26,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, OwnedServerSigningKeyId, ServerName,
     api::federation::authentication::XMatrix, serde::Base64, signatures::KeyPair,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use self::discovery::{Destination, Lookups, WellKnown};
 use super::ServerIdentity;
@@ -365,6 +365,70 @@ impl Federation {
             Base64::new(signature.as_bytes().to_vec()),
         );
         Ok(header.to_string())
+    }
+
+    /// A page of another server's published room directory (spec: server-server-api.md,
+    /// "Public Room Directory", the `POST` form, which carries the filter). Only the
+    /// fields a client reads are passed on, each checked for its type.
+    pub async fn public_rooms(
+        &self,
+        server: &ServerName,
+        limit: Option<u32>,
+        since: Option<&str>,
+        term: Option<&str>,
+        room_types: Option<&[Option<String>]>,
+    ) -> Result<Value> {
+        let mut body = json!({});
+        if let Some(limit) = limit {
+            body["limit"] = json!(limit);
+        }
+        if let Some(since) = since {
+            body["since"] = json!(since);
+        }
+        if let Some(term) = term {
+            body["filter"]["generic_search_term"] = json!(term);
+        }
+        if let Some(types) = room_types {
+            body["filter"]["room_types"] = json!(types);
+        }
+        let answer = self
+            .request(
+                server,
+                Method::POST,
+                "/_matrix/federation/v1/publicRooms",
+                &[],
+                Some(&body),
+                true,
+            )
+            .await?;
+        let chunk: Vec<Value> = answer
+            .get("chunk")
+            .and_then(Value::as_array)
+            .map(|rooms| {
+                rooms
+                    .iter()
+                    .filter(|room| {
+                        room.get("room_id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| ruma::RoomId::parse(id).is_ok())
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut page = json!({ "chunk": chunk });
+        for token in ["next_batch", "prev_batch"] {
+            if let Some(value) = answer.get(token).filter(|v| v.is_string()) {
+                page[token] = value.clone();
+            }
+        }
+        if let Some(total) = answer
+            .get("total_room_count_estimate")
+            .and_then(Value::as_u64)
+        {
+            page["total_room_count_estimate"] = json!(total);
+        }
+        Ok(page)
     }
 
     /// `GET /_matrix/federation/v1/query/profile` (spec: "Query information").

@@ -18,6 +18,16 @@ pub struct PublicRoomsPage {
     pub total: u64,
 }
 
+/// What a directory listing is narrowed to (spec: `POST /publicRooms`, `filter`).
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryFilter {
+    /// Words to find in the room's name, topic or canonical alias (case-insensitive).
+    pub term: Option<String>,
+    /// Only rooms of these types; `None` in the list stands for rooms without a type.
+    /// `None` (no list): rooms of every type.
+    pub room_types: Option<Vec<Option<String>>>,
+}
+
 impl Rooms {
     /// `#local:our.server`, or `M_INVALID_PARAM` when that is not a valid alias.
     pub(super) fn alias_from_localpart(&self, localpart: &str) -> Result<OwnedRoomAliasId> {
@@ -155,12 +165,13 @@ impl Rooms {
         Ok(())
     }
 
-    /// A page of the public directory, filtered by a search term on name, topic and alias.
+    /// A page of the public directory, filtered by a search term on name, topic and alias
+    /// and by room type.
     pub async fn public_rooms(
         &self,
         limit: Option<u32>,
         since: Option<&str>,
-        term: Option<&str>,
+        filter: &DirectoryFilter,
     ) -> Result<PublicRoomsPage> {
         let limit = limit.unwrap_or(100).clamp(1, 500);
         let mut after: i64 = match since {
@@ -169,7 +180,11 @@ impl Rooms {
                 .map_err(|_| Error::invalid_param("Invalid pagination token."))?,
             None => 0,
         };
-        let term = term.map(str::to_lowercase).filter(|t| !t.is_empty());
+        let term = filter
+            .term
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|t| !t.is_empty());
         let mut chunk = Vec::new();
         let mut total = 0u64;
         let mut last_in_chunk = None;
@@ -183,6 +198,12 @@ impl Rooms {
                     continue;
                 };
                 let summary = self.public_summary(&room_id).await?;
+                if let Some(types) = &filter.room_types {
+                    let room_type = summary.get("room_type").and_then(Value::as_str);
+                    if !types.iter().any(|t| t.as_deref() == room_type) {
+                        continue;
+                    }
+                }
                 if let Some(term) = &term {
                     let haystack = ["name", "topic", "canonical_alias"]
                         .iter()

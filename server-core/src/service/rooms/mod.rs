@@ -21,6 +21,7 @@ use ruma::{OwnedRoomId, RoomId, RoomVersionId, UserId, room_version_rules::RoomV
 
 pub use self::{
     create::CreateRoom,
+    directory::DirectoryFilter,
     read::{Direction, EventFilter, Page},
     timeline::EventDraft,
 };
