@@ -81,6 +81,9 @@ pub enum ErrorKind {
     /// `M_UNKNOWN` with 502: a server Kith fetched from on the caller's behalf failed
     /// (a URL preview's page).
     BadGateway,
+    /// `M_TOO_LARGE` with 502: another server's media is larger than Kith accepts (spec:
+    /// content_repo.md, `GET /download`, "502").
+    RemoteTooLarge,
 }
 
 impl ErrorKind {
@@ -115,6 +118,7 @@ impl ErrorKind {
             Self::NotYetUploaded => "M_NOT_YET_UPLOADED",
             Self::CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
             Self::BadGateway => "M_UNKNOWN",
+            Self::RemoteTooLarge => "M_TOO_LARGE",
         }
     }
 }

@@ -7,9 +7,10 @@
 
 use axum::{
     Json, Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{DefaultBodyLimit, FromRequest, Request, State, rejection::BytesRejection},
-    http::header,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use ruma::{
@@ -17,15 +18,23 @@ use ruma::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_stream::StreamExt;
 
 use crate::{
     api::{
-        client::{PublicRoomsBody, local_public_rooms},
+        client::{
+            DownloadQuery, PublicRoomsBody, ThumbnailQuery, content_disposition, file_stream,
+            local_public_rooms, thumbnail_request,
+        },
         extract::{JsonBody, PathParams, QueryParams},
         parse_alias, parse_user_id,
     },
     error::{Error, ErrorKind, Result},
-    service::Services,
+    service::{
+        Services,
+        federation::multipart,
+        media::{Access, Content},
+    },
     storage::now_ms,
 };
 
@@ -54,6 +63,14 @@ pub fn router(services: Services) -> Router {
         .route(
             "/_matrix/federation/v1/user/devices/{user_id}",
             get(user_devices),
+        )
+        .route(
+            "/_matrix/federation/v1/media/download/{media_id}",
+            get(media_download),
+        )
+        .route(
+            "/_matrix/federation/v1/media/thumbnail/{media_id}",
+            get(media_thumbnail),
         )
         .route(
             "/_matrix/federation/v1/publicRooms",
@@ -312,6 +329,76 @@ async fn user_keys_claim(State(services): State<Services>, signed: Signed) -> Re
     let claim: UserKeysClaim = signed.json()?;
     let one_time_keys = services.e2ee.claim_local_keys(claim.one_time_keys).await?;
     Ok(Json(json!({ "one_time_keys": one_time_keys })))
+}
+
+/// `GET /_matrix/federation/v1/media/download/{mediaId}` (spec: "Content Repository"): a
+/// media item of this server, as `multipart/mixed`.
+async fn media_download(
+    State(services): State<Services>,
+    PathParams(media_id): PathParams<String>,
+    QueryParams(query): QueryParams<DownloadQuery>,
+    signed: Signed,
+) -> Result<Response> {
+    tracing::debug!(origin = %signed.origin, %media_id, "federation media download");
+    let ours = services.federation.server_name().to_owned();
+    let content = services
+        .media
+        .download(
+            ours.as_str(),
+            &media_id,
+            query.timeout_ms,
+            Access::Authenticated,
+        )
+        .await?;
+    Ok(multipart_media(content))
+}
+
+/// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`: a thumbnail, the same way.
+async fn media_thumbnail(
+    State(services): State<Services>,
+    PathParams(media_id): PathParams<String>,
+    QueryParams(query): QueryParams<ThumbnailQuery>,
+    signed: Signed,
+) -> Result<Response> {
+    tracing::debug!(origin = %signed.origin, %media_id, "federation media thumbnail");
+    let ours = services.federation.server_name().to_owned();
+    let request = thumbnail_request(&query)?;
+    let content = services
+        .media
+        .thumbnail(
+            ours.as_str(),
+            &media_id,
+            request,
+            query.timeout_ms,
+            Access::Authenticated,
+        )
+        .await?;
+    Ok(multipart_media(content))
+}
+
+/// The two-part body the spec's media endpoints answer with: `{}` as metadata, then the
+/// bytes, streamed from their file.
+fn multipart_media(content: Content) -> Response {
+    let boundary = multipart::new_boundary();
+    let disposition = content_disposition(&content.content_type, content.filename.as_deref());
+    let (head, tail) = multipart::envelope(
+        &boundary,
+        &[
+            ("Content-Type", &content.content_type),
+            ("Content-Disposition", &disposition),
+        ],
+    );
+    let length = head.len() as u64 + content.size + tail.len() as u64;
+    let stream = tokio_stream::once(Ok(Bytes::from(head)))
+        .chain(file_stream(content.file))
+        .chain(tokio_stream::once(Ok(Bytes::from(tail))));
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
         ErrorKind::NotFound | ErrorKind::Unrecognized => StatusCode::NOT_FOUND,
         ErrorKind::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RemoteTooLarge => StatusCode::BAD_GATEWAY,
         ErrorKind::Conflict | ErrorKind::CannotOverwriteMedia => StatusCode::CONFLICT,
         // spec: authed-content-repo.yaml, the `notYetUploaded` response is a 504.
         ErrorKind::NotYetUploaded => StatusCode::GATEWAY_TIMEOUT,

@@ -111,7 +111,13 @@ impl Services {
             account.clone(),
             e2ee.clone(),
         );
-        let media = media::Media::new(config.clone(), identity.clone(), store.clone(), media_dir)?;
+        let media = media::Media::new(
+            config.clone(),
+            identity.clone(),
+            store.clone(),
+            media_dir,
+            federation.clone(),
+        )?;
         Ok(Self {
             config,
             identity,

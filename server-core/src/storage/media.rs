@@ -133,6 +133,28 @@ impl MediaStore<'_> {
             .await
     }
 
+    /// Records another server's media item, fetched and stored, under `key`
+    /// (`{origin}/{media_id}`). A second fetch of the same item racing this one is a no-op.
+    pub async fn insert_remote(
+        &self,
+        key: &str,
+        origin: &str,
+        file: UploadedFile,
+        fetched_ts: i64,
+    ) -> Result<()> {
+        let (key, origin) = (key.to_owned(), origin.to_owned());
+        self.store
+            .write(move |txn| {
+                txn.execute(
+                    "INSERT OR IGNORE INTO media (media_id, uploader, content_type, filename, size, sha256, created_ts, uploaded) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
+                    params![key, origin, file.content_type, file.filename, to_i64(file.size), file.sha256, fetched_ts],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Reserves a media ID for a later upload, unless `uploader` already has `max_pending`
     /// unexpired reservations at `now`. Returns whether it was reserved.
     pub async fn insert_pending(

@@ -311,6 +311,8 @@ async fn keys_of_another_kith_servers_users_are_queried_claimed_and_listed() {
         )
         .await
         .expect("user/devices answers");
+    assert_eq!(devices.status, 200);
+    let devices: Value = serde_json::from_slice(&devices.body).expect("JSON");
     assert_eq!(devices["user_id"], bob.user_id.as_str());
     assert_eq!(devices["devices"][0]["device_id"], bob.device_id.as_str());
     assert_eq!(
@@ -318,4 +320,84 @@ async fn keys_of_another_kith_servers_users_are_queried_claimed_and_listed() {
         device_keys(&bob)["keys"]
     );
     assert!(devices["stream_id"].as_i64().is_some(), "{devices}");
+}
+
+#[tokio::test]
+async fn media_and_thumbnails_are_served_to_signed_servers_as_multipart() {
+    use kith::service::federation::multipart;
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let photo = crate::media::image_bytes(300, 200, image::ImageFormat::Png);
+    let (status, uploaded) = alice
+        .upload(photo.clone(), "image/png", Some("photo.png"))
+        .await;
+    assert_eq!(status, 200, "{uploaded}");
+    let mxc = uploaded["content_uri"].as_str().expect("mxc");
+    let media_id = mxc.rsplit('/').next().expect("media id");
+    let federation = &two.server().services().federation;
+
+    for (path, query) in [
+        (
+            format!("/_matrix/federation/v1/media/download/{media_id}"),
+            vec![],
+        ),
+        (
+            format!("/_matrix/federation/v1/media/thumbnail/{media_id}"),
+            vec![("width", "64"), ("height", "64"), ("method", "crop")],
+        ),
+    ] {
+        let answer = federation
+            .get(one.server_name(), &path, &query)
+            .await
+            .expect("an answer");
+        assert_eq!(
+            answer.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let boundary = multipart::boundary(&answer.content_type).expect("multipart/mixed");
+        let parts = multipart::parse(&answer.body, &boundary).expect("two parts");
+        assert_eq!(parts.len(), 2, "{path}");
+        assert_eq!(parts[0].header("content-type"), Some("application/json"));
+        assert_eq!(parts[0].body, b"{}");
+        assert_eq!(parts[1].header("content-type"), Some("image/png"), "{path}");
+        if query.is_empty() {
+            assert_eq!(parts[1].body, photo);
+            assert_eq!(
+                parts[1]
+                    .header("content-disposition")
+                    .and_then(multipart::disposition_filename),
+                Some("photo.png".to_owned())
+            );
+        } else {
+            let (width, height) = crate::media::dimensions(parts[1].body);
+            assert!(width < 300 && width == height, "{width}×{height}");
+        }
+    }
+
+    // Unknown media is 404, and an unsigned request is refused.
+    let answer = federation
+        .get(
+            one.server_name(),
+            "/_matrix/federation/v1/media/download/NoSuchMedia",
+            &[],
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 404);
+    let (status, body) = get_json(
+        raw_client()
+            .get(format!(
+                "{}/_matrix/federation/v1/media/download/{media_id}",
+                one.federation_url()
+            ))
+            .send()
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errcode"], "M_UNAUTHORIZED");
 }

@@ -9,7 +9,7 @@ use kith_tests::{Client, TestServer, url_encode};
 use serde_json::json;
 
 /// A PNG or JPEG of `width`×`height` with a gradient, so it is not trivially compressible.
-fn image_bytes(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+pub(crate) fn image_bytes(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
     let img = RgbImage::from_fn(width, height, |x, y| {
         Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
     });
@@ -20,13 +20,13 @@ fn image_bytes(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
-fn dimensions(bytes: &[u8]) -> (u32, u32) {
+pub(crate) fn dimensions(bytes: &[u8]) -> (u32, u32) {
     let img = image::load_from_memory(bytes).expect("a decodable image");
     (img.width(), img.height())
 }
 
 /// `server_name/media_id` from an `mxc://` URI.
-fn mxc_path(mxc: &str) -> &str {
+pub(crate) fn mxc_path(mxc: &str) -> &str {
     mxc.strip_prefix("mxc://").expect("an mxc URI")
 }
 
@@ -426,10 +426,11 @@ async fn asynchronous_upload_waits_fills_once_and_only_for_its_creator() {
         (404, Some("M_NOT_FOUND")),
         "{body}"
     );
+    // Another server's media is fetched from it; one that cannot be reached is a 502.
     let response = alice
-        .get_response("/_matrix/client/v1/media/download/matrix.org/abcdef")
+        .get_response("/_matrix/client/v1/media/download/localhost:1/abcdef")
         .await;
-    assert_eq!(error_of(response).await, (404, "M_NOT_FOUND".to_owned()));
+    assert_eq!(error_of(response).await, (502, "M_UNKNOWN".to_owned()));
 }
 
 #[tokio::test]

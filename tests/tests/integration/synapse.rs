@@ -1,8 +1,11 @@
 //! Federation with a real Synapse (from PyPI) on loopback: each server fetches the other's
 //! keys, verifies its signed requests and answers them.
 
+use image::ImageFormat;
 use kith_tests::{Client, TestServer, device_keys, synapse::Synapse, url_encode};
 use serde_json::json;
+
+use crate::media::{dimensions, image_bytes, mxc_path};
 
 /// Uploads `client`'s device keys and one one-time key, on whichever server it uses.
 async fn upload_keys(client: &Client, one_time_key: &str) {
@@ -209,4 +212,76 @@ async fn kith_and_synapse_answer_each_others_profile_directory_room_list_and_key
             synapse.log_tail()
         );
     }
+}
+
+#[tokio::test]
+async fn media_crosses_between_kith_and_synapse_and_stays_cached() {
+    let kith = TestServer::start_federating().await;
+    let mut synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+
+    // Synapse's user downloads what Alice uploaded: Synapse asks Kith's federation media
+    // endpoint and reads its multipart answer.
+    let kitchen = image_bytes(64, 48, ImageFormat::Png);
+    let (status, uploaded) = alice
+        .upload(kitchen.clone(), "image/png", Some("kitchen.png"))
+        .await;
+    assert_eq!(status, 200, "{uploaded}");
+    let kith_media = mxc_path(uploaded["content_uri"].as_str().expect("mxc")).to_owned();
+    let response = sam
+        .get_response(&format!("/_matrix/client/v1/media/download/{kith_media}"))
+        .await;
+    assert_eq!(response.status(), 200, "{}", synapse.log_tail());
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), kitchen);
+
+    // And the other way: Kith fetches Synapse's media, keeps its type and name, and makes
+    // thumbnails of it.
+    let garden = image_bytes(640, 480, ImageFormat::Png);
+    let (status, uploaded) = sam
+        .upload(garden.clone(), "image/png", Some("garden.png"))
+        .await;
+    assert_eq!(status, 200, "{uploaded}");
+    let synapse_media = mxc_path(uploaded["content_uri"].as_str().expect("mxc")).to_owned();
+    let download = format!("/_matrix/client/v1/media/download/{synapse_media}");
+    let response = alice.get_response(&download).await;
+    assert_eq!(response.status(), 200, "{}", synapse.log_tail());
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(disposition.contains("garden.png"), "{disposition}");
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), garden);
+    let response = alice
+        .get_response(&format!(
+            "/_matrix/client/v1/media/thumbnail/{synapse_media}?width=96&height=96&method=scale"
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    let (width, height) = dimensions(&response.bytes().await.expect("bytes"));
+    assert!(width < 640 && height < 480, "{width}×{height}");
+
+    // What Synapse does not have is not found here either.
+    let (status, missing) = alice
+        .get(&format!(
+            "/_matrix/client/v1/media/download/{}/NoSuchMedia",
+            synapse.server_name
+        ))
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["errcode"], "M_NOT_FOUND");
+
+    // Kept: with Synapse gone, Kith still serves the copy it fetched.
+    synapse.kill();
+    let response = alice.get_response(&download).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), garden);
+    // The deprecated unauthenticated endpoints serve no new remote media (the freeze).
+    let response = kith
+        .anonymous()
+        .get_response(&format!("/_matrix/media/v3/download/{synapse_media}"))
+        .await;
+    assert_eq!(response.status(), 404);
 }

@@ -71,7 +71,7 @@ pub(crate) struct UploadQuery {
 
 #[derive(Deserialize)]
 pub(crate) struct DownloadQuery {
-    timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +82,7 @@ pub(crate) struct ThumbnailQuery {
     /// `true` lets a small animated original be the answer; thumbnails Kith makes are
     /// always stills (see `service::media::thumbnail::make`).
     animated: Option<bool>,
-    timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -250,7 +250,7 @@ async fn thumbnail(
     Ok(serve(content, None))
 }
 
-fn thumbnail_request(query: &ThumbnailQuery) -> Result<ThumbnailRequest> {
+pub(crate) fn thumbnail_request(query: &ThumbnailQuery) -> Result<ThumbnailRequest> {
     let method = match query.method.as_deref() {
         Some("crop") => Method::Crop,
         // The spec gives no default; `scale` never cuts anything off.
@@ -365,13 +365,11 @@ pub(crate) async fn get_media_preview(
 }
 
 /// The response for stored bytes: streamed from the file, with the safe-serving headers.
-fn serve(content: Content, filename_override: Option<String>) -> Response {
-    let Content {
-        mut file,
-        size,
-        content_type,
-        filename,
-    } = content;
+/// A file's bytes as a body stream, read in 64 KiB pieces by a task that stops when the
+/// client goes away.
+pub(crate) fn file_stream(
+    mut file: tokio::fs::File,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<bytes::Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::spawn(async move {
         let mut buf = BytesMut::new();
@@ -391,7 +389,17 @@ fn serve(content: Content, filename_override: Option<String>) -> Response {
             }
         }
     });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+fn serve(content: Content, filename_override: Option<String>) -> Response {
+    let Content {
+        file,
+        size,
+        content_type,
+        filename,
+    } = content;
+    let body = Body::from_stream(file_stream(file));
     let content_type_value = HeaderValue::from_str(&content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let filename = filename_override.or(filename);
@@ -423,7 +431,7 @@ fn serve(content: Content, filename_override: Option<String>) -> Response {
 /// `inline` for the safe types, `attachment` otherwise, with the file name as RFC 6266
 /// wants it: a plain-ASCII `filename` for old agents and, when the name is not plain
 /// ASCII, the exact name in `filename*` (RFC 8187/5987 `UTF-8''` percent-encoding).
-fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
+pub(crate) fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
     let essence = content_type
         .split(';')
         .next()

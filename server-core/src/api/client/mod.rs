@@ -12,8 +12,11 @@ mod room_events;
 mod sync;
 mod user_data;
 
-pub(crate) use self::directory::{PublicRoomsBody, local_public_rooms};
 pub(crate) use self::profile::local_profile;
+pub(crate) use self::{
+    directory::{PublicRoomsBody, local_public_rooms},
+    media::{DownloadQuery, ThumbnailQuery, content_disposition, file_stream, thumbnail_request},
+};
 
 use axum::{
     Router,

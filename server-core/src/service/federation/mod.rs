@@ -9,6 +9,7 @@
 
 pub mod discovery;
 pub mod keys;
+pub mod multipart;
 
 use std::{
     collections::HashMap,
@@ -36,6 +37,28 @@ use crate::{
     net::is_public,
     storage::Store,
 };
+
+/// An answer as it came: see [`Federation::get`].
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type` header ("" if none).
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A media item fetched from another server.
+#[derive(Debug, Clone)]
+pub struct RemoteMedia {
+    /// The `Content-Type` the other server gave, unchecked.
+    pub content_type: Option<String>,
+    /// The file name from its `Content-Disposition`, if any.
+    pub filename: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
 
 /// The longest a federation request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -239,6 +262,34 @@ impl Federation {
         signed: bool,
     ) -> Result<Value> {
         let name = server.as_str();
+        let response = self
+            .send(server, method.clone(), path, query, body, signed)
+            .await?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{name} answered {method} {path} with something that is not JSON: {e}"),
+                )
+            });
+        }
+        Err(remote_error(name, &method, path, status, &bytes))
+    }
+
+    /// Sends a request to `server` (discovery, the address policy, the Host header and
+    /// the X-Matrix signature) and returns the response whatever its status.
+    async fn send(
+        &self,
+        server: &ServerName,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        signed: bool,
+    ) -> Result<reqwest::Response> {
+        let name = server.as_str();
         if server == self.server_name() {
             return Err(Error::internal(
                 "a federation request to ourselves; the caller should have answered locally",
@@ -289,7 +340,7 @@ impl Federation {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| {
+        builder.send().await.map_err(|e| {
             unreachable(
                 name,
                 format!(
@@ -300,38 +351,137 @@ impl Federation {
                     error_chain(&e)
                 ),
             )
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::BadGateway,
-                    format!("{name} answered {method} {path} with something that is not JSON: {e}"),
-                )
-            });
-        }
-        let error: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let errcode = error.get("errcode").and_then(Value::as_str).unwrap_or("");
-        let message = error.get("error").and_then(Value::as_str).unwrap_or("");
-        let kind = match errcode {
-            "M_NOT_FOUND" => ErrorKind::NotFound,
-            "M_FORBIDDEN" => ErrorKind::Forbidden,
-            _ => ErrorKind::BadGateway,
-        };
-        Err(Error::new(
-            kind,
-            format!("{name} answered {method} {path} with HTTP {status} {errcode}: {message}"),
-        ))
+        })
     }
 
-    /// A signed `GET` of `path` on the server named `server` (a string, checked here), for
-    /// in-process callers such as the dashboard and the tests.
-    pub async fn get(&self, server: &str, path: &str, query: &[(&str, &str)]) -> Result<Value> {
+    /// A media item of `origin` (spec: server-server-api.md, "Content Repository",
+    /// `GET /_matrix/federation/v1/media/download/{mediaId}`): its bytes, at most
+    /// `max_bytes` of them, and what the other server says its type and name are.
+    ///
+    /// Not done yet: following a `Location` part (a redirect to where the bytes are), and
+    /// the fallback to the deprecated `/_matrix/media/v3/download` for servers older than
+    /// Matrix 1.11. Both are refused with 502.
+    pub async fn media_download(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        timeout_ms: u64,
+        max_bytes: u64,
+    ) -> Result<RemoteMedia> {
+        let name = origin.as_str();
+        let path = format!("/_matrix/federation/v1/media/download/{media_id}");
+        let timeout = timeout_ms.to_string();
+        let query = [("timeout_ms", timeout.as_str())];
+        let mut response = self
+            .send(origin, Method::GET, &path, &query, None, true)
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
+            return Err(remote_error(name, &Method::GET, &path, status, &bytes));
+        }
+        let too_large = || {
+            Error::new(
+                ErrorKind::RemoteTooLarge,
+                format!(
+                    "{media_id} of {name} is larger than this server accepts ({max_bytes} bytes)."
+                ),
+            )
+        };
+        // The multipart envelope adds a few hundred bytes to the media itself.
+        let limit = max_bytes.saturating_add(64 * 1024);
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let boundary = multipart::boundary(&content_type).ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "{name} answered a media download with `{content_type}`, not multipart/mixed"
+                ),
+            )
+        })?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(name, e))? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let malformed = |why: String| {
+            Error::new(
+                ErrorKind::BadGateway,
+                format!("{name} sent a malformed media download: {why}"),
+            )
+        };
+        let parts = multipart::parse(&body, &boundary).map_err(malformed)?;
+        let [_metadata, media] = parts.as_slice() else {
+            return Err(malformed(format!("{} parts, not 2", parts.len())));
+        };
+        if media.header("location").is_some() {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "{name} redirects media downloads elsewhere, which Kith does not follow yet"
+                ),
+            ));
+        }
+        if media.body.len() as u64 > max_bytes {
+            return Err(too_large());
+        }
+        Ok(RemoteMedia {
+            content_type: media.header("content-type").map(str::to_owned),
+            filename: media
+                .header("content-disposition")
+                .and_then(multipart::disposition_filename),
+            bytes: media.body.to_vec(),
+        })
+    }
+
+    /// A signed `GET` of `path` on the server named `server` (a string, checked here),
+    /// answered whatever its status and type, for in-process callers such as the
+    /// connectivity checker and the tests. At most 16 MiB of the body is read.
+    pub async fn get(
+        &self,
+        server: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<RawResponse> {
+        const MAX_BYTES: usize = 16 * 1024 * 1024;
         let server = ServerName::parse(server)
             .map_err(|_| Error::invalid_param(format!("{server} is not a server name.")))?;
-        self.request(&server, Method::GET, path, query, None, true)
+        let mut response = self
+            .send(&server, Method::GET, path, query, None, true)
+            .await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
+            .map_err(|e| unreachable(server.as_str(), e))?
+        {
+            if body.len() + chunk.len() > MAX_BYTES {
+                return Err(unreachable(server.as_str(), "the answer is over 16 MiB"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(RawResponse {
+            status,
+            content_type,
+            body,
+        })
     }
 
     /// The `Authorization: X-Matrix ...` value for a request (spec: server-server-api.md,
@@ -493,6 +643,30 @@ impl Federation {
 }
 
 /// An error with its causes, for a message that says what actually failed (refused, TLS, ...).
+/// Another server's error answer as ours: the kinds a client can act on (`M_NOT_FOUND`,
+/// `M_FORBIDDEN`) pass through, anything else is 502.
+fn remote_error(
+    name: &str,
+    method: &Method,
+    path: &str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Error {
+    let error: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let errcode = error.get("errcode").and_then(Value::as_str).unwrap_or("");
+    let message = error.get("error").and_then(Value::as_str).unwrap_or("");
+    let kind = match errcode {
+        "M_NOT_FOUND" => ErrorKind::NotFound,
+        "M_FORBIDDEN" => ErrorKind::Forbidden,
+        "M_NOT_YET_UPLOADED" => ErrorKind::NotYetUploaded,
+        _ => ErrorKind::BadGateway,
+    };
+    Error::new(
+        kind,
+        format!("{name} answered {method} {path} with HTTP {status} {errcode}: {message}"),
+    )
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

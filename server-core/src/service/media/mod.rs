@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ruma::UserId;
+use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
@@ -27,7 +27,7 @@ use self::{
     thumbnail::Outcome,
 };
 pub use self::{files::IncomingFile, thumbnail::Method};
-use super::ServerIdentity;
+use super::{ServerIdentity, federation::Federation};
 use crate::{
     config::Config,
     crypto::random_string,
@@ -116,6 +116,13 @@ pub struct Media {
     thumbnail_workers: Arc<Semaphore>,
     preview_workers: Arc<Semaphore>,
     previewer: Option<Previewer>,
+    federation: Federation,
+}
+
+/// Where a media item lives, from its `mxc://` server name.
+enum Origin<'a> {
+    Local(&'a str),
+    Remote(OwnedServerName, &'a str),
 }
 
 impl Media {
@@ -125,6 +132,7 @@ impl Media {
         identity: Arc<ServerIdentity>,
         store: Store,
         root: std::path::PathBuf,
+        federation: Federation,
     ) -> Result<Self> {
         let files = Files::open(root)?;
         let previewer = if config.media.url_preview_enabled {
@@ -147,6 +155,7 @@ impl Media {
             thumbnail_workers: Arc::new(Semaphore::new(THUMBNAIL_WORKERS)),
             preview_workers: Arc::new(Semaphore::new(PREVIEW_WORKERS)),
             previewer,
+            federation,
         })
     }
 
@@ -159,8 +168,9 @@ impl Media {
         format!("mxc://{}/{media_id}", self.identity.server_name)
     }
 
-    /// Refuses media IDs of other servers and IDs with characters outside the spec's set.
-    fn local_media_id<'a>(&self, server_name: &str, media_id: &'a str) -> Result<&'a str> {
+    /// Whose media `mxc://{server_name}/{media_id}` is. IDs with characters outside the
+    /// spec's set, and server names that are not valid, name no media.
+    fn origin<'a>(&self, server_name: &str, media_id: &'a str) -> Result<Origin<'a>> {
         // spec: content_repo.md, "Security considerations": only A-Za-z0-9, `_` and `-`.
         if media_id.is_empty()
             || !media_id
@@ -169,14 +179,75 @@ impl Media {
         {
             return Err(Error::not_found("There is no such media."));
         }
-        if server_name != self.identity.server_name.as_str() {
-            // Remote media needs federation (`/_matrix/federation/v1/media/download`), a
-            // later issue; until then it is unknown here.
-            return Err(Error::not_found(
-                "Media from other servers is not available yet.",
-            ));
+        if server_name == self.identity.server_name.as_str() {
+            return Ok(Origin::Local(media_id));
         }
-        Ok(media_id)
+        let origin = ServerName::parse(server_name)
+            .map_err(|_| Error::not_found("There is no such media."))?;
+        Ok(Origin::Remote(origin, media_id))
+    }
+
+    /// A media ID of this server (uploads go only to those).
+    fn local_media_id<'a>(&self, server_name: &str, media_id: &'a str) -> Result<&'a str> {
+        match self.origin(server_name, media_id)? {
+            Origin::Local(media_id) => Ok(media_id),
+            Origin::Remote(..) => Err(Error::not_found(
+                "There is no such media ID on this server.",
+            )),
+        }
+    }
+
+    /// Another server's media item: from the cache, or fetched over federation and kept
+    /// (spec: server-server-api.md, "Content Repository"). It is kept as a `media` row
+    /// under the key `{origin}/{media_id}`, which no local ID can equal (they have no
+    /// `/`), so its thumbnails are made and kept like those of local media.
+    async fn remote_record(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        timeout_ms: Option<u64>,
+        access: Access,
+    ) -> Result<MediaRecord> {
+        let key = format!("{origin}/{media_id}");
+        let media = self.store.media();
+        let record = match media.get(&key).await? {
+            Some(record) if record.uploaded => record,
+            _ => {
+                // spec: content_repo.md, the freeze: the deprecated endpoints fetch nothing
+                // new from other servers.
+                if access == Access::Unauthenticated {
+                    return Err(frozen());
+                }
+                let wait = timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS);
+                let fetched = self
+                    .federation
+                    .media_download(origin, media_id, wait, self.max_upload_bytes())
+                    .await?;
+                let stored = self.files.store_bytes(&fetched.bytes).await?;
+                let file = UploadedFile {
+                    content_type: fetched
+                        .content_type
+                        .as_deref()
+                        .and_then(normalise_content_type),
+                    filename: fetched.filename.map(|n| n.chars().take(255).collect()),
+                    size: stored.size,
+                    sha256: stored.sha256,
+                };
+                media
+                    .insert_remote(&key, origin.as_str(), file, now_ms())
+                    .await?;
+                media
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| Error::internal("a remote media row vanished"))?
+            }
+        };
+        if access == Access::Unauthenticated
+            && record.created_ts >= self.config.media.unauthenticated_frozen_since_ms
+        {
+            return Err(frozen());
+        }
+        Ok(record)
     }
 
     /// Refuses an upload that the quota cannot take (spec: content_repo.md, "Security
@@ -341,7 +412,14 @@ impl Media {
         timeout_ms: Option<u64>,
         access: Access,
     ) -> Result<MediaRecord> {
-        let media_id = self.local_media_id(server_name, media_id)?;
+        let media_id = match self.origin(server_name, media_id)? {
+            Origin::Local(media_id) => media_id,
+            Origin::Remote(origin, media_id) => {
+                return self
+                    .remote_record(&origin, media_id, timeout_ms, access)
+                    .await;
+            }
+        };
         let wait = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS));
         let deadline = Instant::now() + wait;
         let record = loop {
@@ -369,9 +447,7 @@ impl Media {
         if access == Access::Unauthenticated
             && record.created_ts >= self.config.media.unauthenticated_frozen_since_ms
         {
-            return Err(Error::not_found(
-                "This media is only available through the authenticated media endpoints.",
-            ));
+            return Err(frozen());
         }
         Ok(record)
     }
@@ -628,6 +704,10 @@ impl Media {
 /// `None` for anything that is not a single well-formed media type. Everything else is
 /// dropped: a browser reads `image/png;x=,text/html` as `text/html` (it splits on commas),
 /// so a type is never stored as the client spelled it.
+fn frozen() -> Error {
+    Error::not_found("This media is only available through the authenticated media endpoints.")
+}
+
 pub(crate) fn normalise_content_type(raw: &str) -> Option<String> {
     // RFC 9110 token characters.
     let token = |s: &str| {
