@@ -213,6 +213,8 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         })
         .await
     });
+    // What the federation outbox held when Kith stopped goes out now.
+    services.federation.start_sending().await?;
     let _ = events.send(ServerEvent::Started { client_addr });
     tracing::info!(
         %client_addr,
@@ -270,6 +272,7 @@ impl RunningServer {
         let _ = self.events.send(ServerEvent::Stopping);
         // Long-polling syncs answer now with what they have; other requests finish.
         self.services.notifier.close();
+        self.services.federation.stop_sending();
         let _ = self.shutdown.send(true);
         if let Some(federation) = self.federation {
             federation.handle.graceful_shutdown(Some(FEDERATION_DRAIN));

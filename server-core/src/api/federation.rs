@@ -73,6 +73,10 @@ pub fn router(services: Services) -> Router {
             get(media_thumbnail),
         )
         .route(
+            "/_matrix/federation/v1/send/{txn_id}",
+            axum::routing::put(send_transaction),
+        )
+        .route(
             "/_matrix/federation/v1/publicRooms",
             get(public_rooms).post(public_rooms_filtered),
         )
@@ -162,6 +166,8 @@ impl FromRequest<Services> for Signed {
                     x_matrix.origin
                 ))
             })?;
+        // A request from a server shows it is up: send it what waits for it now.
+        services.federation.heard_from(&x_matrix.origin).await;
         Ok(Self {
             origin: x_matrix.origin,
             body: bytes,
@@ -329,6 +335,66 @@ async fn user_keys_claim(State(services): State<Services>, signed: Signed) -> Re
     let claim: UserKeysClaim = signed.json()?;
     let one_time_keys = services.e2ee.claim_local_keys(claim.one_time_keys).await?;
     Ok(Json(json!({ "one_time_keys": one_time_keys })))
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    origin: String,
+    #[serde(default)]
+    pdus: Vec<Value>,
+    #[serde(default)]
+    edus: Vec<Value>,
+}
+
+/// `PUT /_matrix/federation/v1/send/{txnId}` (spec: "Transactions"): another server's
+/// PDUs and EDUs. A transaction seen before gets the answer it got then.
+///
+/// EDUs handled: `m.direct_to_device`. Others (typing, receipts, presence, device list
+/// and signing key updates) concern rooms shared with the sender, and Kith shares none
+/// yet: they are dropped. So are all PDUs: they are for rooms Kith has not joined (joins
+/// over federation are not done), which a server drops (spec: "Transactions" processes
+/// PDUs of rooms the server is in).
+async fn send_transaction(
+    State(services): State<Services>,
+    PathParams(txn_id): PathParams<String>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let transaction: Transaction = signed.json()?;
+    let origin = &signed.origin;
+    if transaction.origin != origin.as_str() {
+        return Err(Error::forbidden(format!(
+            "The transaction says it is from {}, but {origin} signed it.",
+            transaction.origin
+        )));
+    }
+    // spec: "Transactions": at most 50 PDUs and 100 EDUs.
+    if transaction.pdus.len() > 50 || transaction.edus.len() > 100 {
+        return Err(Error::bad_json(
+            "A transaction carries at most 50 PDUs and 100 EDUs.",
+        ));
+    }
+    if let Some(answer) = services.federation.answered(origin, &txn_id).await? {
+        return Ok(Json(answer));
+    }
+    for edu in &transaction.edus {
+        match edu.get("edu_type").and_then(Value::as_str) {
+            Some("m.direct_to_device") => {
+                if let Some(content) = edu.get("content") {
+                    services.e2ee.receive_to_device(origin, content).await?;
+                }
+            }
+            other => tracing::debug!(%origin, edu_type = ?other, "EDU dropped: not handled yet"),
+        }
+    }
+    if !transaction.pdus.is_empty() {
+        tracing::debug!(%origin, count = transaction.pdus.len(), "PDUs for rooms Kith is not in dropped");
+    }
+    let answer = json!({ "pdus": {} });
+    services
+        .federation
+        .record_answer(origin, &txn_id, &answer)
+        .await?;
+    Ok(Json(answer))
 }
 
 /// `GET /_matrix/federation/v1/media/download/{mediaId}` (spec: "Content Repository"): a

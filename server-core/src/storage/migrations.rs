@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_e2ee.sql"),
     include_str!("migrations/0004_media.sql"),
     include_str!("migrations/0005_server_keys.sql"),
+    include_str!("migrations/0006_federation_queue.sql"),
 ];
 
 /// Applies every migration newer than the database's `user_version`.

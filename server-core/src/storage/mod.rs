@@ -17,6 +17,7 @@
 mod account_data;
 mod backup;
 mod events;
+mod federation_queue;
 mod keys;
 mod media;
 mod migrations;
@@ -39,6 +40,7 @@ pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
     events::{EventsStore, Membership, NewEvent, StoredEvent},
+    federation_queue::{DestinationHealth, FederationQueueStore, OutboxItem, OutboxKind},
     keys::{
         CrossSigningKey, DeviceKeys, KeySignature, KeyUpload, KeysStore, MembershipChange,
         OneTimeKey,
@@ -160,6 +162,10 @@ impl Store {
     /// To-device inboxes.
     pub fn to_device(&self) -> ToDeviceStore<'_> {
         ToDeviceStore { store: self }
+    }
+    /// The federation outbox and destination health.
+    pub fn federation_queue(&self) -> FederationQueueStore<'_> {
+        FederationQueueStore { store: self }
     }
     /// Other servers' signing keys.
     pub fn server_keys(&self) -> ServerKeysStore<'_> {

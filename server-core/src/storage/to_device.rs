@@ -3,7 +3,11 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, next_stream_pos};
+use super::{
+    Store,
+    federation_queue::{OutboxKind, queue_in},
+    next_stream_pos,
+};
 use crate::error::Result;
 
 /// One message for one device.
@@ -42,16 +46,19 @@ const TXN_SCOPE: &str = "sendToDevice";
 
 impl ToDeviceStore<'_> {
     /// Queues messages from `sender` (device `sender_device`, transaction `txn_id`) in one
-    /// transaction, all at one new stream position. A transaction ID seen before is a no-op
-    /// (spec: "Transaction identifiers"). Messages for unknown devices are dropped, as the
-    /// spec leaves them undeliverable. Returns whether anything was queued.
+    /// transaction, all at one new stream position, and puts `remote` (destination, EDU
+    /// JSON) in the federation outbox in the same transaction. A transaction ID seen before
+    /// is a no-op (spec: "Transaction identifiers"). Messages for unknown devices are
+    /// dropped, as the spec leaves them undeliverable. Returns whether anything was queued
+    /// locally, and the destinations given EDUs.
     pub async fn send(
         &self,
         sender: &str,
         sender_device: &str,
         txn_id: &str,
         messages: Vec<ToDeviceMessage>,
-    ) -> Result<bool> {
+        remote: Vec<(String, String)>,
+    ) -> Result<(bool, Vec<String>)> {
         let (sender, sender_device, txn_id) = (
             sender.to_owned(),
             sender_device.to_owned(),
@@ -67,14 +74,20 @@ impl ToDeviceStore<'_> {
                     )
                     .optional()?;
                 if seen.is_some() {
-                    return Ok(false);
+                    return Ok((false, Vec::new()));
                 }
                 txn.execute(
                     "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, '')",
                     params![sender, sender_device, TXN_SCOPE, txn_id],
                 )?;
+                let now = super::now_ms();
+                let mut destinations = Vec::new();
+                for (destination, edu) in &remote {
+                    queue_in(txn, destination, OutboxKind::Edu, edu, now)?;
+                    destinations.push(destination.clone());
+                }
                 if messages.is_empty() {
-                    return Ok(false);
+                    return Ok((false, destinations));
                 }
                 let pos = next_stream_pos(txn)?;
                 let mut queued = false;
@@ -99,7 +112,7 @@ impl ToDeviceStore<'_> {
                     };
                     queued |= inserted > 0;
                 }
-                Ok(queued)
+                Ok((queued, destinations))
             })
             .await
     }

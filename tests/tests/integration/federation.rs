@@ -401,3 +401,157 @@ async fn media_and_thumbnails_are_served_to_signed_servers_as_multipart() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["errcode"], "M_UNAUTHORIZED");
 }
+
+#[tokio::test]
+async fn transactions_are_checked_and_their_to_device_messages_delivered_once() {
+    use matrix_sdk::ruma::ServerName;
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let bob = two.register("bob").await;
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let federation = &one.server().services().federation;
+    let to_two = ServerName::parse(two.server_name()).expect("server name");
+    let to_two = &to_two;
+    let send = |txn_id: &str, body: Value| {
+        let path = format!("/_matrix/federation/v1/send/{txn_id}");
+        async move {
+            federation
+                .request(to_two, reqwest::Method::PUT, &path, &[], Some(&body), true)
+                .await
+        }
+    };
+    let transaction = |edus: Value| json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [], "edus": edus });
+    let ping = |sender: String, n: u32| {
+        json!({ "edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": "org.example.ping", "message_id": format!("m{n}"),
+            "messages": { bob.user_id.clone(): { bob.device_id.clone(): { "n": n } } },
+        } })
+    };
+
+    // Refused: more than 50 PDUs, and an origin that is not the signer.
+    let mut too_big = transaction(json!([]));
+    too_big["pdus"] = json!(vec![json!({}); 51]);
+    let error = send("big", too_big).await.expect_err("51 PDUs");
+    assert!(error.to_string().contains("HTTP 400"), "{error}");
+    let mut forged = transaction(json!([]));
+    forged["origin"] = json!("elsewhere.example");
+    let error = send("forged", forged).await.expect_err("wrong origin");
+    assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
+
+    // One message, sent in a transaction that is retried and again in another one with the
+    // same message ID, arrives once. A message whose sender is not of the sending server
+    // does not arrive at all.
+    let mallory = format!("@mallory:{}", one.server_name());
+    for txn_id in ["t1", "t1", "t2"] {
+        let answer = send(txn_id, transaction(json!([ping(mallory.clone(), 7)])))
+            .await
+            .expect("accepted");
+        assert_eq!(answer, json!({ "pdus": {} }));
+    }
+    send(
+        "t3",
+        transaction(json!([ping("@eve:elsewhere.example".to_owned(), 8)])),
+    )
+    .await
+    .expect("accepted");
+    send("t4", transaction(json!([ping(mallory.clone(), 9)])))
+        .await
+        .expect("accepted");
+    let sync = bob.sync(Some(&since), 0).await;
+    let received: Vec<&Value> = sync["to_device"]["events"]
+        .as_array()
+        .expect("to-device events")
+        .iter()
+        .map(|e| &e["content"]["n"])
+        .collect();
+    assert_eq!(received, [&json!(7), &json!(9)], "{sync}");
+    assert_eq!(sync["to_device"]["events"][0]["sender"], mallory.as_str());
+}
+
+#[tokio::test]
+async fn queued_messages_survive_the_senders_restart_and_the_receivers_outage() {
+    let one = TestServer::start_federating().await;
+    let mut two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+
+    // Two goes down; Alice's message is accepted and waits in one's outbox.
+    two.take_server().stop().await.expect("two stops");
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.ping/k1",
+            json!({ "messages": { bob.user_id.clone(): { bob.device_id.clone(): { "n": 1 } } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let failed = async |server: &TestServer| {
+        let health = server
+            .server()
+            .services()
+            .federation
+            .destination_health()
+            .await
+            .expect("health");
+        health
+            .iter()
+            .any(|h| h.destination == two.server_name() && h.failures > 0 && h.queued == 1)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !failed(&one).await {
+        assert!(std::time::Instant::now() < deadline, "no failed attempt");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // One restarts, and so does two; the message still arrives.
+    let one = one.restart().await;
+    let two = two.restart().await;
+    let bob = two.anonymous().with_login(&json!({
+        "access_token": bob.token, "user_id": bob.user_id, "device_id": bob.device_id,
+    }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let sync = bob.sync(Some(&since), 2_000).await;
+        let events = &sync["to_device"]["events"];
+        if events.as_array().is_some_and(|e| !e.is_empty()) {
+            assert_eq!(events[0]["content"], json!({ "n": 1 }), "{sync}");
+            assert_eq!(events[0]["sender"], alice.user_id.as_str());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            one.server()
+                .services()
+                .federation
+                .destination_health()
+                .await
+        );
+    }
+    // The sender records the success just after two's answer, so it may take a moment.
+    loop {
+        let health = one
+            .server()
+            .services()
+            .federation
+            .destination_health()
+            .await
+            .expect("health");
+        let to_two = health
+            .iter()
+            .find(|h| h.destination == two.server_name())
+            .expect("two is a destination");
+        if to_two.queued == 0 {
+            assert!(to_two.last_success_ts.is_some() && to_two.last_failure_ts.is_some());
+            assert_eq!(to_two.failures, 0, "{to_two:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{to_two:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,9 +1,11 @@
 //! Federation with a real Synapse (from PyPI) on loopback: each server fetches the other's
 //! keys, verifies its signed requests and answers them.
 
+use std::time::{Duration, Instant};
+
 use image::ImageFormat;
 use kith_tests::{Client, TestServer, device_keys, synapse::Synapse, url_encode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::media::{dimensions, image_bytes, mxc_path};
 
@@ -284,4 +286,108 @@ async fn media_crosses_between_kith_and_synapse_and_stays_cached() {
         .get_response(&format!("/_matrix/media/v3/download/{synapse_media}"))
         .await;
     assert_eq!(response.status(), 404);
+}
+
+/// Syncs `client` from `since` until a to-device event with `content` arrives (2 minutes
+/// at most); returns it.
+async fn wait_for_to_device(client: &Client, since: &mut String, content: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let sync = client.sync(Some(since.as_str()), 2_000).await;
+        if let Some(next) = sync["next_batch"].as_str() {
+            *since = next.to_owned();
+        }
+        let events = sync["to_device"]["events"].as_array().cloned();
+        if let Some(event) = events
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| &e["content"] == content)
+        {
+            return event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no to-device {content} for {}",
+            client.user_id
+        );
+    }
+}
+
+async fn send_to_device(from: &Client, txn_id: &str, to: &Client, content: &Value) {
+    let (status, body) = from
+        .put(
+            &format!("/_matrix/client/v3/sendToDevice/org.example.ping/{txn_id}"),
+            json!({ "messages": { to.user_id.clone(): { to.device_id.clone(): content } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn to_device_messages_cross_both_ways_and_wait_out_an_outage() {
+    let kith = TestServer::start_federating().await;
+    let mut synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let next_batch = |sync: Value| sync["next_batch"].as_str().expect("next_batch").to_owned();
+    let mut alice_since = next_batch(alice.sync(None, 0).await);
+    let mut sam_since = next_batch(sam.sync(None, 0).await);
+
+    // Kith to Synapse, and Synapse to Kith, each through the other's /send.
+    send_to_device(&alice, "k1", &sam, &json!({ "n": 1 })).await;
+    let event = wait_for_to_device(&sam, &mut sam_since, &json!({ "n": 1 })).await;
+    assert_eq!(event["sender"], alice.user_id.as_str());
+    assert_eq!(event["type"], "org.example.ping");
+    send_to_device(&sam, "s1", &alice, &json!({ "n": 2 })).await;
+    let event = wait_for_to_device(&alice, &mut alice_since, &json!({ "n": 2 })).await;
+    assert_eq!(event["sender"], sam.user_id.as_str());
+
+    // Synapse goes down. Kith accepts the message, keeps it, and records the failures.
+    synapse.kill();
+    send_to_device(&alice, "k2", &sam, &json!({ "n": 3 })).await;
+    let federation = &kith.server().services().federation;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = federation.destination_health().await.expect("health");
+        let synapse_health = health
+            .iter()
+            .find(|h| h.destination == synapse.server_name)
+            .expect("Synapse is a destination");
+        if synapse_health.failures >= 1 {
+            assert_eq!(synapse_health.queued, 1, "{synapse_health:?}");
+            assert!(synapse_health.last_success_ts.is_some());
+            assert!(synapse_health.last_error.is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failure recorded: {health:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Back up: the first request Synapse makes to Kith (a profile lookup) ends Kith's
+    // backoff, and the queued message arrives.
+    synapse.restart().await;
+    let (status, _) = sam
+        .get(&format!(
+            "/_matrix/client/v3/profile/{}",
+            url_encode(&alice.user_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{}", synapse.log_tail());
+    let event = wait_for_to_device(&sam, &mut sam_since, &json!({ "n": 3 })).await;
+    assert_eq!(event["sender"], alice.user_id.as_str());
+    // The sender records the success just after Synapse's answer, so it may take a moment.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = federation.destination_health().await.expect("health");
+        let synapse_health = health
+            .iter()
+            .find(|h| h.destination == synapse.server_name)
+            .expect("Synapse is a destination");
+        if synapse_health.queued == 0 {
+            assert_eq!(synapse_health.failures, 0, "{synapse_health:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{synapse_health:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

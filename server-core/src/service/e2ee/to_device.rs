@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ruma::UserId;
+use ruma::{ServerName, UserId};
 use serde_json::{Value, json};
 
 use super::E2ee;
@@ -18,8 +18,9 @@ const PER_SYNC: u32 = 100;
 impl E2ee {
     /// `PUT /sendToDevice/{eventType}/{txnId}`: queues one message per (user, device), where
     /// a device of `*` means all of the user's devices. Repeating a transaction ID is a
-    /// no-op. Remote users cannot be reached until Kith federates; their messages are dropped
-    /// with a warning in the log.
+    /// no-op. Messages for other servers' users go out as one `m.direct_to_device` EDU per
+    /// server (spec: server-server-api.md, "Send-to-device messaging"), queued durably with
+    /// the local ones.
     pub async fn send_to_device(
         &self,
         sender: &UserId,
@@ -29,17 +30,22 @@ impl E2ee {
         messages: BTreeMap<String, BTreeMap<String, Value>>,
     ) -> Result<()> {
         let mut queue = Vec::new();
+        let mut remote: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> =
+            BTreeMap::new();
         for (user, devices) in messages {
             let user_id = UserId::parse(&user)
                 .map_err(|_| Error::invalid_param(format!("{user} is not a valid user ID.")))?;
+            if devices.values().any(|content| !content.is_object()) {
+                return Err(Error::bad_json("Each message must be a JSON object."));
+            }
             if !self.is_local(&user_id) {
-                tracing::warn!(recipient = %user_id, "to-device message for a remote user dropped: no federation yet");
+                remote
+                    .entry(user_id.server_name().to_string())
+                    .or_default()
+                    .insert(user, devices);
                 continue;
             }
             for (device_id, content) in devices {
-                if !content.is_object() {
-                    return Err(Error::bad_json("Each message must be a JSON object."));
-                }
                 queue.push(ToDeviceMessage {
                     user_id: user.clone(),
                     device_id,
@@ -48,10 +54,88 @@ impl E2ee {
                 });
             }
         }
-        let queued = self
+        // The same request always gives the same message ID, so a receiver that saw it
+        // already can tell (Synapse deduplicates by it).
+        let message_id: String =
+            crate::crypto::hash_token(&format!("{sender}|{sender_device}|{txn_id}"))
+                .chars()
+                .take(32)
+                .collect();
+        let mut edus = Vec::new();
+        for (server, messages) in remote {
+            let edu = json!({
+                "edu_type": "m.direct_to_device",
+                "content": {
+                    "sender": sender,
+                    "type": event_type,
+                    "message_id": message_id,
+                    "messages": messages,
+                },
+            });
+            edus.push((server, serde_json::to_string(&edu)?));
+        }
+        let (queued, destinations) = self
             .store
             .to_device()
-            .send(sender.as_str(), sender_device, txn_id, queue)
+            .send(sender.as_str(), sender_device, txn_id, queue, edus)
+            .await?;
+        if queued {
+            self.notifier.notify();
+        }
+        for destination in destinations {
+            self.federation.wake(&destination);
+        }
+        Ok(())
+    }
+
+    /// An `m.direct_to_device` EDU from `origin` (spec: server-server-api.md, "Send-to-device
+    /// messaging"): its messages for our users go to their inboxes. The sender must be a
+    /// user of `origin`; a `message_id` seen before from that sender is not delivered again.
+    /// Malformed EDUs are dropped with a log line: an EDU has no answer to give.
+    pub async fn receive_to_device(&self, origin: &ServerName, content: &Value) -> Result<()> {
+        let (Some(sender), Some(event_type), Some(message_id), Some(messages)) = (
+            content.get("sender").and_then(Value::as_str),
+            content.get("type").and_then(Value::as_str),
+            content.get("message_id").and_then(Value::as_str),
+            content.get("messages").and_then(Value::as_object),
+        ) else {
+            tracing::info!(%origin, "malformed m.direct_to_device EDU dropped");
+            return Ok(());
+        };
+        match UserId::parse(sender) {
+            Ok(sender) if sender.server_name() == origin => {}
+            _ => {
+                tracing::info!(%origin, sender, "m.direct_to_device EDU from another server's user dropped");
+                return Ok(());
+            }
+        }
+        let mut queue = Vec::new();
+        for (user, devices) in messages {
+            let Ok(user_id) = UserId::parse(user) else {
+                continue;
+            };
+            let Some(devices) = devices.as_object() else {
+                continue;
+            };
+            if !self.is_local(&user_id) {
+                continue;
+            }
+            for (device_id, message) in devices {
+                if message.is_object() {
+                    queue.push(ToDeviceMessage {
+                        user_id: user.clone(),
+                        device_id: device_id.clone(),
+                        event_type: event_type.to_owned(),
+                        content: serde_json::to_string(message)?,
+                    });
+                }
+            }
+        }
+        // The sender's server stands in for the sender's device in the deduplication key.
+        let (queued, _) = self
+            .store
+            .to_device()
+            .send(sender, origin.as_str(), message_id, queue, Vec::new())
             .await?;
         if queued {
             self.notifier.notify();

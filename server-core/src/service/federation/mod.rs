@@ -10,6 +10,7 @@
 pub mod discovery;
 pub mod keys;
 pub mod multipart;
+mod sender;
 
 use std::{
     collections::HashMap,
@@ -85,6 +86,7 @@ struct Inner {
     overrides: Arc<Mutex<HashMap<String, String>>>,
     allow_private: bool,
     key_fetches: keys::Fetches,
+    senders: sender::Senders,
 }
 
 /// The HTTP client's resolver: SRV overrides first, then hickory; non-public addresses are
@@ -177,6 +179,7 @@ impl Federation {
                 overrides,
                 allow_private,
                 key_fetches: keys::Fetches::default(),
+                senders: sender::Senders::default(),
             }),
         })
     }

@@ -1,0 +1,296 @@
+//! Sending PDUs and EDUs to other servers (spec: server-server-api.md, "Transactions").
+//!
+//! Everything to send is first a row in the durable outbox (`storage::federation_queue`),
+//! written in the same database transaction as whatever caused it, so nothing is lost to
+//! an outage or a restart. One task per destination with rows sends them in order, in
+//! transactions of at most 50 PDUs and 100 EDUs, and deletes them once the destination
+//! answers 200. A failure makes that destination wait, 5 s doubling up to an hour, unless
+//! the destination shows it is up again by sending us a request (the catch-up).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use ruma::ServerName;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use super::Federation;
+use crate::{
+    error::Result,
+    storage::{DestinationHealth, OutboxKind, now_ms},
+};
+
+/// A transaction's limits (spec: "Transactions").
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+/// The first wait after a failure, doubled with each further failure up to [`MAX_BACKOFF_MS`].
+const FIRST_BACKOFF_MS: i64 = 5_000;
+const MAX_BACKOFF_MS: i64 = 60 * 60 * 1000;
+
+/// How long to wait after the `failures`th failure in a row.
+fn backoff(failures: u32) -> i64 {
+    let doublings = failures.saturating_sub(1).min(20);
+    FIRST_BACKOFF_MS
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF_MS)
+}
+
+/// The sending tasks: one per destination with rows, and the signal that stops them.
+pub(super) struct Senders {
+    workers: std::sync::Mutex<HashMap<String, Worker>>,
+    stop: watch::Sender<bool>,
+}
+
+struct Worker {
+    /// Set when rows were queued while the task was running, so it looks again.
+    more: bool,
+    /// Ends a backoff wait early.
+    nudge: Arc<Notify>,
+}
+
+impl Default for Senders {
+    fn default() -> Self {
+        Self {
+            workers: std::sync::Mutex::new(HashMap::new()),
+            stop: watch::channel(false).0,
+        }
+    }
+}
+
+impl Federation {
+    /// Starts sending what the outbox holds (after a restart: the catch-up).
+    pub async fn start_sending(&self) -> Result<()> {
+        for destination in self
+            .inner
+            .store
+            .federation_queue()
+            .waiting_destinations()
+            .await?
+        {
+            self.wake(&destination);
+        }
+        Ok(())
+    }
+
+    /// Stops every sending task; what they had not sent stays queued.
+    pub fn stop_sending(&self) {
+        let _ = self.inner.senders.stop.send(true);
+    }
+
+    /// Queues an EDU for `destination`, durably, and wakes its sender.
+    pub async fn queue_edu(
+        &self,
+        destination: &ServerName,
+        edu_type: &str,
+        content: Value,
+    ) -> Result<()> {
+        let body = serde_json::to_string(&json!({ "edu_type": edu_type, "content": content }))?;
+        self.inner
+            .store
+            .federation_queue()
+            .queue(destination.as_str(), OutboxKind::Edu, body)
+            .await?;
+        self.wake(destination.as_str());
+        Ok(())
+    }
+
+    /// Makes sure a task sends `destination`'s rows (after they were queued).
+    pub fn wake(&self, destination: &str) {
+        if *self.inner.senders.stop.borrow() || destination == self.server_name().as_str() {
+            return;
+        }
+        let Ok(mut workers) = self.inner.senders.workers.lock() else {
+            return;
+        };
+        if let Some(worker) = workers.get_mut(destination) {
+            worker.more = true;
+            worker.nudge.notify_one();
+            return;
+        }
+        let nudge = Arc::new(Notify::new());
+        workers.insert(
+            destination.to_owned(),
+            Worker {
+                more: false,
+                nudge: nudge.clone(),
+            },
+        );
+        let federation = self.clone();
+        let destination = destination.to_owned();
+        tokio::spawn(async move { federation.send_loop(destination, nudge).await });
+    }
+
+    /// `origin` just sent us a request, so it is up: retry now what waits for it.
+    pub async fn heard_from(&self, origin: &ServerName) {
+        let waiting = self
+            .inner
+            .senders
+            .workers
+            .lock()
+            .map(|w| w.contains_key(origin.as_str()))
+            .unwrap_or(false);
+        if waiting {
+            if let Err(e) = self
+                .inner
+                .store
+                .federation_queue()
+                .reset_backoff(origin.as_str())
+                .await
+            {
+                tracing::warn!(%origin, error = %e, "cannot end a destination's backoff");
+            }
+            self.wake(origin.as_str());
+        }
+    }
+
+    /// The answer already given to `origin`'s transaction `txn_id`, if it came before.
+    pub async fn answered(&self, origin: &ServerName, txn_id: &str) -> Result<Option<Value>> {
+        let answer = self
+            .inner
+            .store
+            .federation_queue()
+            .inbound_answer(origin.as_str(), txn_id)
+            .await?;
+        Ok(answer.and_then(|a| serde_json::from_str(&a).ok()))
+    }
+
+    /// Remembers the answer to `origin`'s transaction `txn_id`.
+    pub async fn record_answer(
+        &self,
+        origin: &ServerName,
+        txn_id: &str,
+        answer: &Value,
+    ) -> Result<()> {
+        self.inner
+            .store
+            .federation_queue()
+            .record_inbound(origin.as_str(), txn_id, &answer.to_string(), now_ms())
+            .await
+    }
+
+    /// How sending goes to every destination (for the dashboard's federation health).
+    pub async fn destination_health(&self) -> Result<Vec<DestinationHealth>> {
+        self.inner.store.federation_queue().health().await
+    }
+
+    /// Sends `destination`'s rows until none are left or Kith stops.
+    async fn send_loop(&self, destination: String, nudge: Arc<Notify>) {
+        let mut stop = self.inner.senders.stop.subscribe();
+        let queue = self.inner.store.federation_queue();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Wait out a backoff, unless nudged (the destination showed it is up) or stopped.
+            let retry_at = match queue.retry_at(&destination).await {
+                Ok(retry_at) => retry_at,
+                Err(e) => {
+                    tracing::warn!(%destination, error = %e, "federation outbox unreadable");
+                    now_ms().saturating_add(FIRST_BACKOFF_MS)
+                }
+            };
+            let wait = retry_at.saturating_sub(now_ms());
+            if wait > 0 {
+                let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = nudge.notified() => {}
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
+            let batch = match queue.batch(&destination, MAX_PDUS, MAX_EDUS).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(%destination, error = %e, "federation outbox unreadable");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                // Done, unless rows came in meanwhile (then `more` is set).
+                let Ok(mut workers) = self.inner.senders.workers.lock() else {
+                    break;
+                };
+                match workers.get_mut(&destination) {
+                    Some(worker) if worker.more => {
+                        worker.more = false;
+                        continue;
+                    }
+                    _ => {
+                        workers.remove(&destination);
+                        break;
+                    }
+                }
+            }
+            let (mut pdus, mut edus, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+            for item in &batch {
+                ids.push(item.id);
+                match serde_json::from_str::<Value>(&item.body) {
+                    Ok(body) if item.kind == OutboxKind::Pdu => pdus.push(body),
+                    Ok(body) => edus.push(body),
+                    Err(e) => {
+                        tracing::warn!(%destination, error = %e, "unreadable outbox row dropped")
+                    }
+                }
+            }
+            // The same rows get the same transaction ID when retried.
+            let txn_id = format!(
+                "{}-{}",
+                ids.first().copied().unwrap_or(0),
+                ids.last().copied().unwrap_or(0)
+            );
+            let now = now_ms();
+            let body = json!({
+                "origin": self.server_name().as_str(),
+                "origin_server_ts": now,
+                "pdus": pdus,
+                "edus": edus,
+            });
+            let result = match ServerName::parse(&destination) {
+                Ok(server) => {
+                    let path = format!("/_matrix/federation/v1/send/{txn_id}");
+                    tokio::select! {
+                        result = self.request(&server, reqwest::Method::PUT, &path, &[], Some(&body), true) => result,
+                        _ = stop.changed() => break,
+                    }
+                }
+                Err(_) => Err(crate::error::Error::internal("not a server name")),
+            };
+            let recorded = match result {
+                Ok(_) => queue.sent(&destination, ids, now_ms()).await,
+                Err(e) => {
+                    tracing::info!(%destination, error = %e, "federation transaction failed; will retry");
+                    queue
+                        .failed(&destination, &e.to_string(), now_ms(), backoff)
+                        .await
+                        .map(|_| ())
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(%destination, error = %e, "cannot record a federation send");
+                tokio::time::sleep(Duration::from_millis(
+                    u64::try_from(FIRST_BACKOFF_MS).unwrap_or(0),
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_an_hour() {
+        let waits: Vec<i64> = [1, 2, 3, 4, 10, 11, 50, u32::MAX]
+            .into_iter()
+            .map(backoff)
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                5_000, 10_000, 20_000, 40_000, 2_560_000, 3_600_000, 3_600_000, 3_600_000
+            ]
+        );
+    }
+}
