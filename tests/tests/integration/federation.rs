@@ -514,6 +514,20 @@ async fn queued_messages_survive_the_senders_restart_and_the_receivers_outage() 
     let bob = two.anonymous().with_login(&json!({
         "access_token": bob.token, "user_id": bob.user_id, "device_id": bob.device_id,
     }));
+    // Two's first request to one shows one that two is up: one retries at once instead of
+    // waiting out its backoff (the catch-up).
+    let answer = two
+        .server()
+        .services()
+        .federation
+        .get(
+            one.server_name(),
+            "/_matrix/federation/v1/query/profile",
+            &[("user_id", alice.user_id.as_str())],
+        )
+        .await
+        .expect("one answers");
+    assert_eq!(answer.status, 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let sync = bob.sync(Some(&since), 2_000).await;

@@ -327,6 +327,8 @@ async fn alias_resolves_and_public_room_is_listed_and_joinable_by_alias() {
             vec![room.as_str(), space.as_str()],
         ),
         (json!(["org.example.other"]), vec![]),
+        // An empty list is no list (as Synapse reads it).
+        (json!([]), vec![room.as_str(), space.as_str()]),
     ] {
         let (status, listed) = bob
             .post(
@@ -343,6 +345,11 @@ async fn alias_resolves_and_public_room_is_listed_and_joinable_by_alias() {
             .collect();
         assert_eq!(found, expected, "{types}");
     }
+    let (status, listed) = bob
+        .post("/_matrix/client/v3/publicRooms", json!({ "filter": null }))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["chunk"].as_array().map(Vec::len), Some(2));
     let (status, _) = bob
         .post("/_matrix/client/v3/join/%23lounge:kith.test", json!({}))
         .await;

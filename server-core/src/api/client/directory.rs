@@ -142,8 +142,8 @@ pub(crate) struct ServerQuery {
 pub(crate) struct PublicRoomsBody {
     pub(crate) limit: Option<u32>,
     pub(crate) since: Option<String>,
-    #[serde(default)]
-    pub(crate) filter: PublicRoomsFilter,
+    /// `null` or absent: no filter.
+    pub(crate) filter: Option<PublicRoomsFilter>,
     pub(crate) third_party_instance_id: Option<String>,
 }
 
@@ -162,9 +162,11 @@ pub(crate) async fn local_public_rooms(
     if body.third_party_instance_id.is_some() {
         return Ok(Json(json!({ "chunk": [], "total_room_count_estimate": 0 })));
     }
+    let filter = body.filter.unwrap_or_default();
     let filter = DirectoryFilter {
-        term: body.filter.generic_search_term,
-        room_types: body.filter.room_types,
+        term: filter.generic_search_term,
+        // An empty list is read as no list, as Synapse does.
+        room_types: filter.room_types.filter(|types| !types.is_empty()),
     };
     let since = body.since.as_deref();
     let page = services
@@ -206,14 +208,15 @@ async fn public_rooms(
             "Third-party networks of other servers cannot be listed.",
         ));
     }
+    let filter = body.filter.unwrap_or_default();
     let page = services
         .federation
         .public_rooms(
             &remote,
             body.limit,
             body.since.as_deref(),
-            body.filter.generic_search_term.as_deref(),
-            body.filter.room_types.as_deref(),
+            filter.generic_search_term.as_deref(),
+            filter.room_types.as_deref(),
         )
         .await?;
     Ok(Json(page))

@@ -61,6 +61,10 @@ pub struct RemoteMedia {
     pub bytes: Vec<u8>,
 }
 
+/// How long a media download's bytes may take to arrive.
+const MEDIA_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest JSON answer read from another server.
+const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 /// The longest a federation request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest a connection attempt may take.
@@ -269,7 +273,9 @@ impl Federation {
             .send(server, method.clone(), path, query, body, signed)
             .await?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
+        let bytes = read_limited(response, MAX_JSON_BYTES)
+            .await
+            .map_err(|e| unreachable(name, e))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 Error::new(
@@ -291,6 +297,22 @@ impl Federation {
         query: &[(&str, &str)],
         body: Option<&Value>,
         signed: bool,
+    ) -> Result<reqwest::Response> {
+        self.send_within(server, method, path, query, body, signed, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`Federation::send`] with its own time limit for the whole exchange.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_within(
+        &self,
+        server: &ServerName,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        signed: bool,
+        timeout: Duration,
     ) -> Result<reqwest::Response> {
         let name = server.as_str();
         if server == self.server_name() {
@@ -335,6 +357,7 @@ impl Federation {
             .inner
             .client
             .request(method.clone(), url.clone())
+            .timeout(timeout)
             .header(header::HOST, &destination.host_header);
         if signed {
             let authorization = self.x_matrix(server, method.as_str(), &request_target, body)?;
@@ -375,12 +398,16 @@ impl Federation {
         let path = format!("/_matrix/federation/v1/media/download/{media_id}");
         let timeout = timeout_ms.to_string();
         let query = [("timeout_ms", timeout.as_str())];
+        // The wait for an upload in progress, then time for the bytes themselves.
+        let within = Duration::from_millis(timeout_ms) + MEDIA_BODY_TIMEOUT;
         let mut response = self
-            .send(origin, Method::GET, &path, &query, None, true)
+            .send_within(origin, Method::GET, &path, &query, None, true, within)
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| unreachable(name, e))?;
+            let bytes = read_limited(response, MAX_JSON_BYTES)
+                .await
+                .map_err(|e| unreachable(name, e))?;
             return Err(remote_error(name, &Method::GET, &path, status, &bytes));
         }
         let too_large = || {
@@ -423,11 +450,30 @@ impl Federation {
                 format!("{name} sent a malformed media download: {why}"),
             )
         };
-        let parts = multipart::parse(&body, &boundary).map_err(malformed)?;
-        let [_metadata, media] = parts.as_slice() else {
-            return Err(malformed(format!("{} parts, not 2", parts.len())));
-        };
-        if media.header("location").is_some() {
+        // Splitting scans every byte for the boundary: off the async threads.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let parts = multipart::parse(&body, &boundary)?;
+            let [_metadata, media] = parts.as_slice() else {
+                return Err(format!("{} parts, not 2", parts.len()));
+            };
+            let content_type = media.header("content-type").map(str::to_owned);
+            let filename = media
+                .header("content-disposition")
+                .and_then(multipart::disposition_filename);
+            let redirect = media.header("location").is_some();
+            // Where the media bytes sit in `body`, so they are kept without a copy.
+            let start = media.body.as_ptr() as usize - body.as_ptr() as usize;
+            let end = start + media.body.len();
+            drop(parts);
+            let mut bytes = body;
+            bytes.truncate(end);
+            bytes.drain(..start);
+            Ok((content_type, filename, redirect, bytes))
+        })
+        .await
+        .map_err(Error::internal)?;
+        let (content_type, filename, redirect, bytes) = parsed.map_err(malformed)?;
+        if redirect {
             return Err(Error::new(
                 ErrorKind::BadGateway,
                 format!(
@@ -435,15 +481,13 @@ impl Federation {
                 ),
             ));
         }
-        if media.body.len() as u64 > max_bytes {
+        if bytes.len() as u64 > max_bytes {
             return Err(too_large());
         }
         Ok(RemoteMedia {
-            content_type: media.header("content-type").map(str::to_owned),
-            filename: media
-                .header("content-disposition")
-                .and_then(multipart::disposition_filename),
-            bytes: media.body.to_vec(),
+            content_type,
+            filename,
+            bytes,
         })
     }
 
@@ -456,10 +500,9 @@ impl Federation {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<RawResponse> {
-        const MAX_BYTES: usize = 16 * 1024 * 1024;
         let server = ServerName::parse(server)
             .map_err(|_| Error::invalid_param(format!("{server} is not a server name.")))?;
-        let mut response = self
+        let response = self
             .send(&server, Method::GET, path, query, None, true)
             .await?;
         let status = response.status().as_u16();
@@ -469,17 +512,9 @@ impl Federation {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_limited(response, MAX_JSON_BYTES)
             .await
-            .map_err(|e| unreachable(server.as_str(), e))?
-        {
-            if body.len() + chunk.len() > MAX_BYTES {
-                return Err(unreachable(server.as_str(), "the answer is over 16 MiB"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| unreachable(server.as_str(), e))?;
         Ok(RawResponse {
             status,
             content_type,

@@ -16,12 +16,15 @@ use tokio::sync::{Notify, watch};
 use super::Federation;
 use crate::{
     error::Result,
-    storage::{DestinationHealth, OutboxKind, now_ms},
+    storage::{DestinationHealth, OutboxItem, OutboxKind, now_ms},
 };
 
 /// A transaction's limits (spec: "Transactions").
 const MAX_PDUS: usize = 50;
 const MAX_EDUS: usize = 100;
+/// The most PDU and EDU bytes one transaction carries, well under the 1 MiB request limit
+/// servers commonly set (Kith's `limits.max_request_bytes` default among them).
+const MAX_TRANSACTION_BYTES: usize = 512 * 1024;
 /// The first wait after a failure, doubled with each further failure up to [`MAX_BACKOFF_MS`].
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 60 * 60 * 1000;
@@ -73,7 +76,8 @@ impl Federation {
 
     /// Stops every sending task; what they had not sent stays queued.
     pub fn stop_sending(&self) {
-        let _ = self.inner.senders.stop.send(true);
+        // `send_replace` stores the value even while no task listens.
+        self.inner.senders.stop.send_replace(true);
     }
 
     /// Queues an EDU for `destination`, durably, and wakes its sender.
@@ -128,14 +132,16 @@ impl Federation {
             .lock()
             .map(|w| w.contains_key(origin.as_str()))
             .unwrap_or(false);
-        if waiting {
-            if let Err(e) = self
-                .inner
-                .store
-                .federation_queue()
-                .reset_backoff(origin.as_str())
-                .await
-            {
+        if !waiting {
+            return;
+        }
+        let queue = self.inner.store.federation_queue();
+        let backing_off = queue
+            .retry_at(origin.as_str())
+            .await
+            .is_ok_and(|retry_at| retry_at > now_ms());
+        if backing_off {
+            if let Err(e) = queue.reset_backoff(origin.as_str()).await {
                 tracing::warn!(%origin, error = %e, "cannot end a destination's backoff");
             }
             self.wake(origin.as_str());
@@ -176,6 +182,12 @@ impl Federation {
     async fn send_loop(&self, destination: String, nudge: Arc<Notify>) {
         let mut stop = self.inner.senders.stop.subscribe();
         let queue = self.inner.store.federation_queue();
+        // The batch being sent: retried as it is, under the same transaction ID, until it
+        // is accepted (spec: "Transactions": a sender waits for a 200 before sending a
+        // transaction with another ID).
+        let mut in_flight: Option<Vec<OutboxItem>> = None;
+        // After a refusal of a whole batch, one item at a time to find the one refused.
+        let mut one_at_a_time = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -198,11 +210,25 @@ impl Federation {
                 }
                 continue;
             }
-            let batch = match queue.batch(&destination, MAX_PDUS, MAX_EDUS).await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(%destination, error = %e, "federation outbox unreadable");
-                    Vec::new()
+            let batch = match in_flight.take() {
+                Some(batch) => batch,
+                None => {
+                    let (max_pdus, max_edus) = if one_at_a_time {
+                        (1, 1)
+                    } else {
+                        (MAX_PDUS, MAX_EDUS)
+                    };
+                    match queue.batch(&destination, max_pdus, max_edus).await {
+                        Ok(batch) => fit(batch, if one_at_a_time { 1 } else { usize::MAX }),
+                        Err(e) => {
+                            tracing::warn!(%destination, error = %e, "federation outbox unreadable");
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_millis(FIRST_BACKOFF_MS.unsigned_abs())) => {}
+                                _ = stop.changed() => break,
+                            }
+                            continue;
+                        }
+                    }
                 }
             };
             if batch.is_empty() {
@@ -221,9 +247,9 @@ impl Federation {
                     }
                 }
             }
-            let (mut pdus, mut edus, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+            let ids: Vec<i64> = batch.iter().map(|item| item.id).collect();
+            let (mut pdus, mut edus) = (Vec::new(), Vec::new());
             for item in &batch {
-                ids.push(item.id);
                 match serde_json::from_str::<Value>(&item.body) {
                     Ok(body) if item.kind == OutboxKind::Pdu => pdus.push(body),
                     Ok(body) => edus.push(body),
@@ -232,53 +258,129 @@ impl Federation {
                     }
                 }
             }
-            // The same rows get the same transaction ID when retried.
             let txn_id = format!(
                 "{}-{}",
                 ids.first().copied().unwrap_or(0),
                 ids.last().copied().unwrap_or(0)
             );
-            let now = now_ms();
             let body = json!({
                 "origin": self.server_name().as_str(),
-                "origin_server_ts": now,
+                "origin_server_ts": now_ms(),
                 "pdus": pdus,
                 "edus": edus,
             });
-            let result = match ServerName::parse(&destination) {
+            let outcome = match ServerName::parse(&destination) {
                 Ok(server) => {
                     let path = format!("/_matrix/federation/v1/send/{txn_id}");
                     tokio::select! {
-                        result = self.request(&server, reqwest::Method::PUT, &path, &[], Some(&body), true) => result,
+                        outcome = self.send_transaction(&server, &path, &body) => outcome,
                         _ = stop.changed() => break,
                     }
                 }
-                Err(_) => Err(crate::error::Error::internal("not a server name")),
+                Err(_) => Outcome::Refused("not a server name".to_owned()),
             };
-            let recorded = match result {
-                Ok(_) => queue.sent(&destination, ids, now_ms()).await,
-                Err(e) => {
-                    tracing::info!(%destination, error = %e, "federation transaction failed; will retry");
+            let recorded = match outcome {
+                Outcome::Accepted => {
+                    one_at_a_time = false;
+                    queue.sent(&destination, ids, now_ms()).await
+                }
+                // A single item the destination will never take: dropped, so that what
+                // follows it is not held up forever.
+                Outcome::Refused(why) if batch.len() == 1 => {
+                    tracing::warn!(%destination, %why, "a PDU or EDU the destination refuses was dropped");
+                    queue.sent(&destination, ids, now_ms()).await
+                }
+                Outcome::Refused(why) => {
+                    tracing::info!(%destination, %why, "transaction refused; sending its items one by one");
+                    one_at_a_time = true;
+                    Ok(())
+                }
+                Outcome::Failed(why) => {
+                    tracing::info!(%destination, %why, "federation transaction failed; will retry");
+                    in_flight = Some(batch);
                     queue
-                        .failed(&destination, &e.to_string(), now_ms(), backoff)
+                        .failed(&destination, &why, now_ms(), backoff)
                         .await
                         .map(|_| ())
                 }
             };
             if let Err(e) = recorded {
                 tracing::warn!(%destination, error = %e, "cannot record a federation send");
-                tokio::time::sleep(Duration::from_millis(
-                    u64::try_from(FIRST_BACKOFF_MS).unwrap_or(0),
-                ))
-                .await;
+                tokio::time::sleep(Duration::from_millis(FIRST_BACKOFF_MS.unsigned_abs())).await;
+            }
+        }
+    }
+
+    /// Sends one transaction and says how it went.
+    async fn send_transaction(&self, server: &ServerName, path: &str, body: &Value) -> Outcome {
+        match self
+            .request(server, reqwest::Method::PUT, path, &[], Some(body), true)
+            .await
+        {
+            Ok(_) => Outcome::Accepted,
+            Err(e) => {
+                let why = e.to_string();
+                // A 400 or 413 says the transaction itself is wrong: sending it again
+                // cannot help. Anything else (unreachable, 5xx, 401 while keys are
+                // fetched, 429) may pass later.
+                if why.contains("with HTTP 400") || why.contains("with HTTP 413") {
+                    Outcome::Refused(why)
+                } else {
+                    Outcome::Failed(why)
+                }
             }
         }
     }
 }
 
+/// How sending a transaction went.
+enum Outcome {
+    Accepted,
+    /// Refused as malformed or too large (400, 413).
+    Refused(String),
+    /// Not delivered, for a reason that may pass.
+    Failed(String),
+}
+
+/// The first items of `batch` whose bodies fit in [`MAX_TRANSACTION_BYTES`] (always at
+/// least one), and at most `max_items`.
+fn fit(batch: Vec<OutboxItem>, max_items: usize) -> Vec<OutboxItem> {
+    let mut size = 0;
+    let mut fitted = Vec::new();
+    for item in batch {
+        size += item.body.len();
+        if !fitted.is_empty() && (size > MAX_TRANSACTION_BYTES || fitted.len() == max_items) {
+            break;
+        }
+        fitted.push(item);
+    }
+    fitted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: i64, bytes: usize) -> OutboxItem {
+        OutboxItem {
+            id,
+            kind: OutboxKind::Edu,
+            body: "x".repeat(bytes),
+        }
+    }
+
+    #[test]
+    fn batches_stay_under_the_byte_budget_but_always_carry_one_item() {
+        let ids = |batch: Vec<OutboxItem>| batch.iter().map(|i| i.id).collect::<Vec<_>>();
+        let small = vec![item(1, 100), item(2, 100), item(3, 100)];
+        assert_eq!(ids(fit(small.clone(), usize::MAX)), [1, 2, 3]);
+        assert_eq!(ids(fit(small, 1)), [1]);
+        let big = vec![item(1, 300 * 1024), item(2, 300 * 1024), item(3, 10)];
+        assert_eq!(ids(fit(big, usize::MAX)), [1]);
+        let huge = vec![item(1, 2 * 1024 * 1024), item(2, 10)];
+        assert_eq!(ids(fit(huge, usize::MAX)), [1]);
+        assert!(fit(Vec::new(), usize::MAX).is_empty());
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_to_an_hour() {

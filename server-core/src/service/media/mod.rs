@@ -52,6 +52,8 @@ const MAX_STORED_THUMBNAILS: u64 = 64;
 const THUMBNAIL_WORKERS: usize = 2;
 /// URL previews fetched at once; each may hold up to about 11 MiB while it runs.
 const PREVIEW_WORKERS: usize = 4;
+/// Other servers' media fetched at once (each up to `media.max_upload_bytes` in memory).
+const REMOTE_FETCHES: usize = 4;
 /// How much of an HTML page a preview reads, and how large an image it keeps.
 const PREVIEW_MAX_HTML_BYTES: usize = 1024 * 1024;
 const PREVIEW_MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -117,6 +119,8 @@ pub struct Media {
     preview_workers: Arc<Semaphore>,
     previewer: Option<Previewer>,
     federation: Federation,
+    /// Other servers' media being fetched at once, each held in memory whole.
+    remote_fetches: Arc<Semaphore>,
 }
 
 /// Where a media item lives, from its `mxc://` server name.
@@ -156,6 +160,7 @@ impl Media {
             preview_workers: Arc::new(Semaphore::new(PREVIEW_WORKERS)),
             previewer,
             federation,
+            remote_fetches: Arc::new(Semaphore::new(REMOTE_FETCHES)),
         })
     }
 
@@ -219,6 +224,11 @@ impl Media {
                     return Err(frozen());
                 }
                 let wait = timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS);
+                let _permit = self
+                    .remote_fetches
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::internal("remote media fetches closed"))?;
                 let fetched = self
                     .federation
                     .media_download(origin, media_id, wait, self.max_upload_bytes())
