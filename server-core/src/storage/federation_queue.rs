@@ -6,6 +6,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::Store;
 use crate::error::Result;
 
+/// How long an inbound transaction's answer is kept.
+const INBOUND_TXN_KEEP_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// What an outbox row carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxKind {
@@ -277,7 +280,8 @@ impl FederationQueueStore<'_> {
             .await
     }
 
-    /// Records the answer to an inbound transaction.
+    /// Records the answer to an inbound transaction, and forgets those older than a week
+    /// (a sender retries for hours at most).
     pub async fn record_inbound(
         &self,
         origin: &str,
@@ -292,6 +296,10 @@ impl FederationQueueStore<'_> {
                 txn.execute(
                     "INSERT OR REPLACE INTO federation_inbound_txns (origin, txn_id, response, received_ts) VALUES (?1, ?2, ?3, ?4)",
                     params![origin, txn_id, response, now],
+                )?;
+                txn.execute(
+                    "DELETE FROM federation_inbound_txns WHERE received_ts < ?1",
+                    [now.saturating_sub(INBOUND_TXN_KEEP_MS)],
                 )?;
                 Ok(())
             })

@@ -268,7 +268,9 @@ struct Cached {
 /// cached. Cheap to clone.
 #[derive(Clone)]
 pub struct Resolver {
-    dns: TokioResolver,
+    /// Made on first use, like the HTTP clients: a server that has not federated yet does
+    /// not hold it.
+    dns: Arc<std::sync::OnceLock<Result<TokioResolver, String>>>,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
     failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
 }
@@ -277,21 +279,29 @@ impl Resolver {
     /// A resolver with the system's DNS configuration (or, if it cannot be read, one that
     /// knows only the hosts file; the failure is logged).
     pub fn new() -> Result<Self, String> {
-        let builder = TokioResolver::builder_tokio().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the system DNS configuration; only the hosts file resolves names");
-            TokioResolver::builder_with_config(
-                hickory_resolver::config::ResolverConfig::default(),
-                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-            )
-        });
-        let dns = builder
-            .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
         Ok(Self {
-            dns,
+            dns: Arc::default(),
             cache: Arc::default(),
             failures: Arc::default(),
         })
+    }
+
+    fn dns(&self) -> Result<&TokioResolver, String> {
+        self.dns
+            .get_or_init(|| {
+                let builder = TokioResolver::builder_tokio().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the system DNS configuration; only the hosts file resolves names");
+                    TokioResolver::builder_with_config(
+                        hickory_resolver::config::ResolverConfig::default(),
+                        hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+                    )
+                });
+                builder
+                    .build()
+                    .map_err(|e| format!("cannot build the DNS resolver: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The addresses of `host` (A and AAAA, or the hosts file).
@@ -300,7 +310,7 @@ impl Resolver {
             return Ok(vec![ip]);
         }
         let found = self
-            .dns
+            .dns()?
             .lookup_ip(host)
             .await
             .map_err(|e| format!("{host} has no address: {e}"))?;
@@ -309,7 +319,7 @@ impl Resolver {
 
     /// The best SRV record of `name`, if any.
     pub async fn srv(&self, name: &str) -> Option<(String, u16)> {
-        let lookup = self.dns.srv_lookup(name).await.ok()?;
+        let lookup = self.dns().ok()?.srv_lookup(name).await.ok()?;
         let mut records: Vec<_> = lookup
             .answers()
             .iter()

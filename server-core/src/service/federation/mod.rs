@@ -15,7 +15,7 @@ mod sender;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -82,10 +82,15 @@ struct Inner {
     identity: Arc<ServerIdentity>,
     store: Store,
     resolver: discovery::Resolver,
-    /// Federation API requests: no redirects.
-    client: reqwest::Client,
+    /// Federation API requests: no redirects. Both clients are made on first use: their
+    /// TLS setup (the system's trusted certificates) costs memory that a server which has
+    /// not federated yet need not hold.
+    client: OnceLock<reqwest::Client>,
     /// Well-known fetches: a few redirects.
-    well_known_client: reqwest::Client,
+    well_known_client: OnceLock<reqwest::Client>,
+    /// What both clients are made with.
+    dns: Arc<FederationDns>,
+    verify_certificates: bool,
     /// Certificate name → the host to connect to instead (an SRV target).
     overrides: Arc<Mutex<HashMap<String, String>>>,
     allow_private: bool,
@@ -161,31 +166,49 @@ impl Federation {
             overrides: overrides.clone(),
             allow_private,
         });
-        let user_agent = concat!("Kith/", env!("CARGO_PKG_VERSION"));
-        let build = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
-                .user_agent(user_agent)
-                .dns_resolver(dns.clone())
-                .danger_accept_invalid_certs(!config.federation.verify_certificates)
-                .redirect(redirects)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .map_err(Error::internal)
-        };
         Ok(Self {
             inner: Arc::new(Inner {
                 identity,
                 store,
                 resolver,
-                client: build(reqwest::redirect::Policy::none())?,
-                well_known_client: build(reqwest::redirect::Policy::limited(5))?,
+                client: OnceLock::new(),
+                well_known_client: OnceLock::new(),
+                dns,
+                verify_certificates: config.federation.verify_certificates,
                 overrides,
                 allow_private,
                 key_fetches: keys::Fetches::default(),
                 senders: sender::Senders::default(),
             }),
         })
+    }
+
+    /// The HTTP client for federation requests (`redirects: false`) or well-known fetches.
+    fn http(&self, redirects: bool) -> Result<&reqwest::Client> {
+        let cell = if redirects {
+            &self.inner.well_known_client
+        } else {
+            &self.inner.client
+        };
+        if let Some(client) = cell.get() {
+            return Ok(client);
+        }
+        let policy = if redirects {
+            reqwest::redirect::Policy::limited(5)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("Kith/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(self.inner.dns.clone())
+            .danger_accept_invalid_certs(!self.inner.verify_certificates)
+            .redirect(policy)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(Error::internal)?;
+        // Two first uses at once each make one; the first stored is kept.
+        Ok(cell.get_or_init(|| client))
     }
 
     /// Our server name.
@@ -224,7 +247,11 @@ impl Federation {
     /// Step 3's fetch: `https://<host>/.well-known/matrix/server`.
     async fn fetch_well_known(&self, host: &str) -> WellKnown {
         let url = format!("https://{host}/.well-known/matrix/server");
-        let response = match self.inner.well_known_client.get(&url).send().await {
+        let client = match self.http(true) {
+            Ok(client) => client,
+            Err(e) => return WellKnown::Invalid(format!("GET {url}: {e}")),
+        };
+        let response = match client.get(&url).send().await {
             Ok(response) => response,
             Err(e) => return WellKnown::Invalid(format!("GET {url}: {e}")),
         };
@@ -354,8 +381,7 @@ impl Federation {
             None => url.path().to_owned(),
         };
         let mut builder = self
-            .inner
-            .client
+            .http(false)?
             .request(method.clone(), url.clone())
             .timeout(timeout)
             .header(header::HOST, &destination.host_header);

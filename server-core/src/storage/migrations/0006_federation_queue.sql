@@ -21,7 +21,7 @@ CREATE TABLE federation_destinations (
 ) WITHOUT ROWID;
 
 -- Transactions received, with the answer given, so that a retried one is answered the same
--- way and not processed twice (spec: PUT /send/{txnId}).
+-- way and not processed twice (spec: PUT /send/{txnId}). Kept for a week.
 CREATE TABLE federation_inbound_txns (
     origin      TEXT NOT NULL,
     txn_id      TEXT NOT NULL,
@@ -29,3 +29,4 @@ CREATE TABLE federation_inbound_txns (
     received_ts INTEGER NOT NULL,
     PRIMARY KEY (origin, txn_id)
 ) WITHOUT ROWID;
+CREATE INDEX federation_inbound_txns_received ON federation_inbound_txns(received_ts);
