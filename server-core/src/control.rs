@@ -200,6 +200,14 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
     let client_addr = listener.local_addr()?;
+    // Small responses go out at once: with Nagle's algorithm, a body written after its
+    // headers waited for the client's delayed ACK (40 ms on Linux) on kept-alive
+    // connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let (events, _) = broadcast::channel(64);
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = api::router(services.clone());
