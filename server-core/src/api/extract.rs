@@ -64,18 +64,26 @@ impl axum::extract::OptionalFromRequestParts<Services> for AuthedUser {
 /// big `M_TOO_LARGE`. An empty body reads as `{}`, as some clients send none.
 pub struct JsonBody<T>(pub T);
 
+/// The whole request body, within the router's size limit (`M_TOO_LARGE` beyond it).
+pub(crate) async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, Error> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(_) => {
+                Error::new(ErrorKind::TooLarge, "The request body is too large.")
+            }
+            other => Error::bad_json(other.body_text()),
+        })
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| match e {
-                BytesRejection::FailedToBufferBody(_) => {
-                    Error::new(ErrorKind::TooLarge, "The request body is too large.")
-                }
-                other => Error::bad_json(other.body_text()),
-            })?;
+        let bytes = body_bytes(req, state).await?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {

@@ -8,7 +8,7 @@
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, FromRequest, Request, State, rejection::BytesRejection},
+    extract::{DefaultBodyLimit, FromRequest, Request, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -26,7 +26,7 @@ use crate::{
             DownloadQuery, PublicRoomsBody, ThumbnailQuery, content_disposition, file_stream,
             local_public_rooms, thumbnail_request,
         },
-        extract::{JsonBody, PathParams, QueryParams},
+        extract::{JsonBody, PathParams, QueryParams, body_bytes},
         parse_alias, parse_user_id,
     },
     error::{Error, ErrorKind, Result},
@@ -132,14 +132,7 @@ impl FromRequest<Services> for Signed {
             )));
         }
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), services)
-            .await
-            .map_err(|e| match e {
-                BytesRejection::FailedToBufferBody(_) => {
-                    Error::new(ErrorKind::TooLarge, "The request body is too large.")
-                }
-                other => Error::bad_json(other.body_text()),
-            })?;
+        let bytes = body_bytes(Request::from_parts(parts, body), services).await?;
         if !bytes.is_empty() && serde_json::from_slice::<Value>(&bytes).is_err() {
             return Err(Error::new(
                 ErrorKind::NotJson,

@@ -128,6 +128,51 @@ fn algorithm_of(key_id: &str) -> Result<String> {
 }
 
 /// A `failures` entry for a server that could not answer.
+impl E2ee {
+    /// Sends `{ field: users }` to `path` on every server in `remote` at once, each within
+    /// `timeout`. Returns the answers, and the spec's `failures` entries for the servers
+    /// that failed or did not answer in time.
+    async fn ask_servers(
+        &self,
+        remote: BTreeMap<OwnedServerName, Map<String, Value>>,
+        path: &str,
+        field: &str,
+        timeout: Duration,
+    ) -> (Vec<(OwnedServerName, Value)>, Map<String, Value>) {
+        let mut asks = tokio::task::JoinSet::new();
+        for (server, users) in remote {
+            let federation = self.federation.clone();
+            let path = path.to_owned();
+            let mut body = Map::new();
+            body.insert(field.to_owned(), Value::Object(users));
+            let body = Value::Object(body);
+            asks.spawn(async move {
+                let request =
+                    federation.request(&server, Method::POST, &path, &[], Some(&body), true);
+                let answer = tokio::time::timeout(timeout, request).await;
+                (server, answer)
+            });
+        }
+        let (mut answers, mut failures) = (Vec::new(), Map::new());
+        while let Some(joined) = asks.join_next().await {
+            let Ok((server, answer)) = joined else {
+                continue;
+            };
+            match answer {
+                Ok(Ok(answer)) => answers.push((server, answer)),
+                Ok(Err(e)) => {
+                    failures.insert(server.to_string(), remote_failure(&e.to_string()));
+                }
+                Err(_) => {
+                    let why = format!("{server} did not answer in time");
+                    failures.insert(server.to_string(), remote_failure(&why));
+                }
+            }
+        }
+        (answers, failures)
+    }
+}
+
 fn remote_failure(message: &str) -> Value {
     json!({ "status": 503, "message": message })
 }
@@ -306,33 +351,16 @@ impl E2ee {
                     .insert(user, json!(devices));
             }
         }
-        let mut failures = Map::new();
-        for (server, users) in remote {
-            let body = json!({ "device_keys": users });
-            let answer = tokio::time::timeout(
+        let (answers, failures) = self
+            .ask_servers(
+                remote,
+                "/_matrix/federation/v1/user/keys/query",
+                "device_keys",
                 timeout,
-                self.federation.request(
-                    &server,
-                    Method::POST,
-                    "/_matrix/federation/v1/user/keys/query",
-                    &[],
-                    Some(&body),
-                    true,
-                ),
             )
             .await;
-            match answer {
-                Ok(Ok(answer)) => found.merge_remote(&server, &answer),
-                Ok(Err(e)) => {
-                    failures.insert(server.to_string(), remote_failure(&e.to_string()));
-                }
-                Err(_) => {
-                    failures.insert(
-                        server.to_string(),
-                        remote_failure(&format!("{server} did not answer in time")),
-                    );
-                }
-            }
+        for (server, answer) in answers {
+            found.merge_remote(&server, &answer);
         }
         let mut answer = found.into_json();
         answer["failures"] = Value::Object(failures);
@@ -434,36 +462,17 @@ impl E2ee {
             }
         }
         let mut one_time_keys = self.claim_local_keys(local).await?;
-        let mut failures = Map::new();
-        for (server, users) in remote {
-            let body = json!({ "one_time_keys": users });
-            let answer = tokio::time::timeout(
+        let (answers, failures) = self
+            .ask_servers(
+                remote,
+                "/_matrix/federation/v1/user/keys/claim",
+                "one_time_keys",
                 timeout,
-                self.federation.request(
-                    &server,
-                    Method::POST,
-                    "/_matrix/federation/v1/user/keys/claim",
-                    &[],
-                    Some(&body),
-                    true,
-                ),
             )
             .await;
-            match answer {
-                Ok(Ok(answer)) => {
-                    for (user, keys) in users_of_server(&server, answer.get("one_time_keys")) {
-                        one_time_keys.insert(user, keys);
-                    }
-                }
-                Ok(Err(e)) => {
-                    failures.insert(server.to_string(), remote_failure(&e.to_string()));
-                }
-                Err(_) => {
-                    failures.insert(
-                        server.to_string(),
-                        remote_failure(&format!("{server} did not answer in time")),
-                    );
-                }
+        for (server, answer) in answers {
+            for (user, keys) in users_of_server(&server, answer.get("one_time_keys")) {
+                one_time_keys.insert(user, keys);
             }
         }
         Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
