@@ -11,6 +11,7 @@
 pub mod account;
 pub mod e2ee;
 pub mod federation;
+mod locks;
 pub mod media;
 pub mod notifier;
 pub mod rate_limit;

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::Federation;
 use crate::{
     error::{Error, ErrorKind, Result},
+    service::locks::KeyedLocks,
     storage::{KeyResponse, ServerKey, now_ms},
 };
 
@@ -35,23 +36,42 @@ const MAX_VALIDITY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// flood of requests naming an unreachable origin does not become a flood of fetches.
 const FAILED_FETCH_PAUSE: Duration = Duration::from_secs(30);
 
-/// In-flight and recently failed key fetches, per server.
+/// Keys held in memory at most; past that the cache starts again empty.
+const CACHED_KEYS: usize = 4096;
+
+/// In-flight and recently failed key fetches, per server, and the keys already read from
+/// the database (every signed request needs one, so they are kept in memory).
 #[derive(Default)]
 pub(super) struct Fetches {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyedLocks,
     failed: Mutex<HashMap<String, (Instant, String)>>,
+    /// (server, key ID) → (public key, valid until ms).
+    known: Mutex<HashMap<(String, String), (Base64, i64)>>,
 }
 
 impl Fetches {
-    fn lock_for(&self, server: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.locks.lock() {
-            Ok(mut locks) => {
-                // Origins come from request headers: drop the locks nobody holds, so that
-                // many made-up origin names cannot grow this map without bound.
-                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-                locks.entry(server.to_owned()).or_default().clone()
+    fn cached(&self, server: &str, key_id: &str, at_ts: i64) -> Option<Base64> {
+        let known = self.known.lock().ok()?;
+        known
+            .get(&(server.to_owned(), key_id.to_owned()))
+            .filter(|(_, valid_until)| *valid_until >= at_ts)
+            .map(|(key, _)| key.clone())
+    }
+    fn remember(&self, server: &str, key_id: &str, key: &Base64, valid_until: i64) {
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= CACHED_KEYS {
+                known.clear();
             }
-            Err(_) => Arc::default(),
+            known.insert(
+                (server.to_owned(), key_id.to_owned()),
+                (key.clone(), valid_until),
+            );
+        }
+    }
+    /// Forgets `server`'s keys (a fresh fetch may have changed them).
+    fn forget(&self, server: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.retain(|(s, _), _| s != server);
         }
     }
     fn recent_failure(&self, server: &str) -> Option<String> {
@@ -200,7 +220,7 @@ impl Federation {
         if let Some(key) = self.stored_key(server, key_id, at_ts).await? {
             return Ok(key);
         }
-        let lock = self.inner.key_fetches.lock_for(server.as_str());
+        let lock = self.inner.key_fetches.locks.lock_for(server.as_str());
         let _guard = lock.lock().await;
         // Another request may have fetched them while this one waited.
         if let Some(key) = self.stored_key(server, key_id, at_ts).await? {
@@ -226,16 +246,25 @@ impl Federation {
         key_id: &str,
         at_ts: i64,
     ) -> Result<Option<Base64>> {
+        let fetches = &self.inner.key_fetches;
+        if let Some(key) = fetches.cached(server.as_str(), key_id, at_ts) {
+            return Ok(Some(key));
+        }
         let keys = self
             .inner
             .store
             .server_keys()
             .keys_of(server.as_str())
             .await?;
-        Ok(keys
+        let Some((key, valid_until)) = keys
             .into_iter()
             .find(|k| k.key_id == key_id && k.valid_until_ts >= at_ts)
-            .and_then(|k| Base64::parse(&k.public_key).ok()))
+            .and_then(|k| Some((Base64::parse(&k.public_key).ok()?, k.valid_until_ts)))
+        else {
+            return Ok(None);
+        };
+        fetches.remember(server.as_str(), key_id, &key, valid_until);
+        Ok(Some(key))
     }
 
     /// Fetches `server`'s keys from the server itself, checks them and stores them.
@@ -262,6 +291,7 @@ impl Federation {
             .server_keys()
             .record(server.as_str(), record.clone(), keys)
             .await?;
+        self.inner.key_fetches.forget(server.as_str());
         tracing::debug!(%server, "fetched and stored server keys");
         Ok(record)
     }

@@ -27,7 +27,7 @@ use self::{
     thumbnail::Outcome,
 };
 pub use self::{files::IncomingFile, thumbnail::Method};
-use super::{ServerIdentity, federation::Federation};
+use super::{ServerIdentity, federation::Federation, locks::KeyedLocks};
 use crate::{
     config::Config,
     crypto::random_string,
@@ -121,6 +121,8 @@ pub struct Media {
     federation: Federation,
     /// Other servers' media being fetched at once, each held in memory whole.
     remote_fetches: Arc<Semaphore>,
+    /// One fetch per remote media item: a second request waits and finds it stored.
+    remote_locks: Arc<KeyedLocks>,
 }
 
 /// Where a media item lives, from its `mxc://` server name.
@@ -161,6 +163,7 @@ impl Media {
             previewer,
             federation,
             remote_fetches: Arc::new(Semaphore::new(REMOTE_FETCHES)),
+            remote_locks: Arc::default(),
         })
     }
 
@@ -223,33 +226,16 @@ impl Media {
                 if access == Access::Unauthenticated {
                     return Err(frozen());
                 }
-                let wait = timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS);
-                let _permit = self
-                    .remote_fetches
-                    .acquire()
-                    .await
-                    .map_err(|_| Error::internal("remote media fetches closed"))?;
-                let fetched = self
-                    .federation
-                    .media_download(origin, media_id, wait, self.max_upload_bytes())
-                    .await?;
-                let stored = self.files.store_bytes(&fetched.bytes).await?;
-                let file = UploadedFile {
-                    content_type: fetched
-                        .content_type
-                        .as_deref()
-                        .and_then(normalise_content_type),
-                    filename: fetched.filename.map(|n| n.chars().take(255).collect()),
-                    size: stored.size,
-                    sha256: stored.sha256,
-                };
-                media
-                    .insert_remote(&key, origin.as_str(), file, now_ms())
-                    .await?;
-                media
-                    .get(&key)
-                    .await?
-                    .ok_or_else(|| Error::internal("a remote media row vanished"))?
+                let lock = self.remote_locks.lock_for(&key);
+                let _fetching = lock.lock().await;
+                // Another request may have fetched it while this one waited.
+                match media.get(&key).await? {
+                    Some(record) if record.uploaded => record,
+                    _ => {
+                        self.fetch_remote(origin, media_id, &key, timeout_ms)
+                            .await?
+                    }
+                }
             }
         };
         if access == Access::Unauthenticated
@@ -258,6 +244,44 @@ impl Media {
             return Err(frozen());
         }
         Ok(record)
+    }
+
+    /// Fetches another server's media item over federation and stores it under `key`.
+    async fn fetch_remote(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        key: &str,
+        timeout_ms: Option<u64>,
+    ) -> Result<MediaRecord> {
+        let media = self.store.media();
+        let wait = timeout_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS);
+        let _permit = self
+            .remote_fetches
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("remote media fetches closed"))?;
+        let fetched = self
+            .federation
+            .media_download(origin, media_id, wait, self.max_upload_bytes())
+            .await?;
+        let stored = self.files.store_bytes(&fetched.bytes).await?;
+        let file = UploadedFile {
+            content_type: fetched
+                .content_type
+                .as_deref()
+                .and_then(normalise_content_type),
+            filename: fetched.filename.map(|n| n.chars().take(255).collect()),
+            size: stored.size,
+            sha256: stored.sha256,
+        };
+        media
+            .insert_remote(key, origin.as_str(), file, now_ms())
+            .await?;
+        media
+            .get(key)
+            .await?
+            .ok_or_else(|| Error::internal("a remote media row vanished"))
     }
 
     /// Refuses an upload that the quota cannot take (spec: content_repo.md, "Security
