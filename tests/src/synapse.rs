@@ -8,7 +8,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -51,23 +51,33 @@ impl Synapse {
         let client_port = free_port();
         let server_name = format!("localhost:{federation_port}");
         let path = dir.path();
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "synapse.app.homeserver",
-                "--server-name",
-                &server_name,
-            ])
-            .arg("--config-path")
-            .arg(path.join("homeserver.yaml"))
-            .arg("--data-directory")
-            .arg(path)
-            .args(["--generate-config", "--report-stats=no"])
-            .current_dir(path)
-            .stdout(Stdio::null())
-            .status()
-            .expect("Synapse's config generator runs");
-        assert!(status.success(), "Synapse could not generate its config");
+        // The config Synapse's `--generate-config` would write, without the second Python
+        // start-up it costs: its own secrets, an SQLite database, and a signing key in
+        // Synapse's format (`ed25519 <version> <unpadded base64 seed>`; any 43 base64
+        // characters are a 32-byte seed).
+        let signing_key = path.join("signing.key");
+        std::fs::write(
+            &signing_key,
+            format!("ed25519 a_kith {}\n", kith::crypto::random_string(43)),
+        )
+        .expect("write Synapse's signing key");
+        let base = format!(
+            r#"server_name: "{server_name}"
+pid_file: "{dir}/homeserver.pid"
+database: {{name: sqlite3, args: {{database: "{dir}/homeserver.db"}}}}
+media_store_path: "{dir}/media_store"
+signing_key_path: "{key}"
+macaroon_secret_key: "{macaroon}"
+form_secret: "{form}"
+registration_shared_secret: "{shared}"
+"#,
+            dir = path.display(),
+            key = signing_key.display(),
+            macaroon = kith::crypto::random_string(40),
+            form = kith::crypto::random_string(40),
+            shared = kith::crypto::random_string(40),
+        );
+        std::fs::write(path.join("homeserver.yaml"), base).expect("write Synapse's config");
         let cert = path.join("tls.crt");
         let key = path.join("tls.key");
         kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
