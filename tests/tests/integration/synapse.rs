@@ -128,17 +128,17 @@ async fn kith_and_synapse_answer_each_others_profile_directory_room_list_and_key
     );
     assert_eq!(listed["total_room_count_estimate"], 1, "{listed}");
     // Synapse lists a new room once its background statistics job has seen it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, own) = sam.get("/_matrix/client/v3/publicRooms").await;
         if own["chunk"][0]["room_id"] == synapse_room.as_str() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "Synapse never listed its room: {own}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (status, listed) = alice
         .get(&format!(
