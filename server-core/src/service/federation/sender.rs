@@ -48,6 +48,9 @@ struct Worker {
     more: bool,
     /// Ends a backoff wait early.
     nudge: Arc<Notify>,
+    /// Whether the task is waiting out a backoff (kept here so that every signed request
+    /// from the destination can check it without a database read).
+    backing_off: bool,
 }
 
 impl Default for Senders {
@@ -116,6 +119,7 @@ impl Federation {
             Worker {
                 more: false,
                 nudge: nudge.clone(),
+                backing_off: false,
             },
         );
         let federation = self.clone();
@@ -125,22 +129,16 @@ impl Federation {
 
     /// `origin` just sent us a request, so it is up: retry now what waits for it.
     pub async fn heard_from(&self, origin: &ServerName) {
-        let waiting = self
+        let backing_off = self
             .inner
             .senders
             .workers
             .lock()
-            .map(|w| w.contains_key(origin.as_str()))
+            .ok()
+            .and_then(|w| w.get(origin.as_str()).map(|worker| worker.backing_off))
             .unwrap_or(false);
-        if !waiting {
-            return;
-        }
-        let queue = self.inner.store.federation_queue();
-        let backing_off = queue
-            .retry_at(origin.as_str())
-            .await
-            .is_ok_and(|retry_at| retry_at > now_ms());
         if backing_off {
+            let queue = self.inner.store.federation_queue();
             if let Err(e) = queue.reset_backoff(origin.as_str()).await {
                 tracing::warn!(%origin, error = %e, "cannot end a destination's backoff");
             }
@@ -203,11 +201,13 @@ impl Federation {
             let wait = retry_at.saturating_sub(now_ms());
             if wait > 0 {
                 let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                self.set_backing_off(&destination, true);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = nudge.notified() => {}
                     _ = stop.changed() => break,
                 }
+                self.set_backing_off(&destination, false);
                 continue;
             }
             let batch = match in_flight.take() {
@@ -308,6 +308,14 @@ impl Federation {
                 tracing::warn!(%destination, error = %e, "cannot record a federation send");
                 tokio::time::sleep(Duration::from_millis(FIRST_BACKOFF_MS.unsigned_abs())).await;
             }
+        }
+    }
+
+    fn set_backing_off(&self, destination: &str, backing_off: bool) {
+        if let Ok(mut workers) = self.inner.senders.workers.lock()
+            && let Some(worker) = workers.get_mut(destination)
+        {
+            worker.backing_off = backing_off;
         }
     }
 
