@@ -55,6 +55,12 @@ pub enum ErrorKind {
     UserDeactivated,
     /// `M_UNSUPPORTED_ROOM_VERSION`: the server does not support that room version.
     UnsupportedRoomVersion,
+    /// `M_INCOMPATIBLE_ROOM_VERSION` (400): the asking server does not support the room's
+    /// version (spec: server-server-api.md, "Joining Rooms").
+    IncompatibleRoomVersion {
+        /// The room's version.
+        room_version: String,
+    },
     /// `M_INVALID_ROOM_STATE`: the initial state of a new room is invalid.
     InvalidRoomState,
     /// `M_UNAUTHORIZED`: the request was not correctly authorised (e.g. a bad UIA flow).
@@ -108,6 +114,7 @@ impl ErrorKind {
             Self::UserDeactivated => "M_USER_DEACTIVATED",
             Self::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             Self::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            Self::IncompatibleRoomVersion { .. } => "M_INCOMPATIBLE_ROOM_VERSION",
             Self::Unauthorized => "M_UNAUTHORIZED",
             Self::Exclusive => "M_EXCLUSIVE",
             Self::WeakPassword => "M_WEAK_PASSWORD",

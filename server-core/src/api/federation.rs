@@ -34,6 +34,7 @@ use crate::{
         Services,
         federation::multipart,
         media::{Access, Content},
+        rooms::Outcome,
     },
     storage::now_ms,
 };
@@ -76,6 +77,15 @@ pub fn router(services: Services) -> Router {
             "/_matrix/federation/v1/send/{txn_id}",
             axum::routing::put(send_transaction),
         )
+        .route(
+            "/_matrix/federation/v1/make_join/{room_id}/{user_id}",
+            get(make_join),
+        )
+        .route(
+            "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+            axum::routing::put(send_join),
+        )
+        .route("/_matrix/federation/v1/event/{event_id}", get(event))
         .route(
             "/_matrix/federation/v1/publicRooms",
             get(public_rooms).post(public_rooms_filtered),
@@ -342,11 +352,13 @@ struct Transaction {
 /// `PUT /_matrix/federation/v1/send/{txnId}` (spec: "Transactions"): another server's
 /// PDUs and EDUs. A transaction seen before gets the answer it got then.
 ///
+/// PDUs go through the rooms service's checks one by one, in order (a room's PDUs must be
+/// handled in order; across rooms they could run concurrently, which is not done yet). A
+/// PDU that fails gets an `error` in the answer; PDUs of rooms this server does not know
+/// are dropped.
+///
 /// EDUs handled: `m.direct_to_device`. Others (typing, receipts, presence, device list
-/// and signing key updates) concern rooms shared with the sender, and Kith shares none
-/// yet: they are dropped. So are all PDUs: they are for rooms Kith has not joined (joins
-/// over federation are not done), which a server drops (spec: "Transactions" processes
-/// PDUs of rooms the server is in).
+/// and signing key updates) are dropped for now.
 async fn send_transaction(
     State(services): State<Services>,
     PathParams(txn_id): PathParams<String>,
@@ -379,10 +391,25 @@ async fn send_transaction(
             other => tracing::debug!(%origin, edu_type = ?other, "EDU dropped: not handled yet"),
         }
     }
-    if !transaction.pdus.is_empty() {
-        tracing::debug!(%origin, count = transaction.pdus.len(), "PDUs for rooms Kith is not in dropped");
+    let mut results = serde_json::Map::new();
+    for pdu in transaction.pdus {
+        let incoming = match services.rooms.incoming(pdu).await {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::debug!(%origin, error = %e, "PDU dropped");
+                continue;
+            }
+        };
+        let event_id = incoming.event_id.to_string();
+        let result = match services.rooms.receive(incoming).await {
+            Ok(Outcome::Accepted | Outcome::SoftFailed) => json!({}),
+            Ok(Outcome::Rejected(reason)) => json!({ "error": reason }),
+            Err(Error::Internal(e)) => return Err(Error::Internal(e)),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        results.insert(event_id, result);
     }
-    let answer = json!({ "pdus": {} });
+    let answer = json!({ "pdus": results });
     services
         .federation
         .record_answer(origin, &txn_id, &answer)
@@ -509,4 +536,74 @@ async fn user_devices(
         return Err(Error::not_found(format!("{user_id} is not known here.")));
     }
     Ok(Json(services.e2ee.devices_for_server(&user_id).await?))
+}
+
+/// The room versions a `make_join` request lists (`?ver=..&ver=..`; spec: joins-v1.yaml,
+/// version 1 when none is given).
+fn listed_versions(query: Option<&str>) -> Vec<String> {
+    let versions: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("ver="))
+        .map(|v| v.replace("%2E", ".").replace("%2e", "."))
+        .collect();
+    if versions.is_empty() {
+        vec!["1".to_owned()]
+    } else {
+        versions
+    }
+}
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}` (spec: "Joining Rooms").
+async fn make_join(
+    State(services): State<Services>,
+    PathParams((room_id, user_id)): PathParams<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let user_id = parse_user_id(&user_id)?;
+    let supported = listed_versions(query.as_deref());
+    let (version, event) = services
+        .rooms
+        .make_join(&signed.origin, &room_id, &user_id, &supported)
+        .await?;
+    Ok(Json(json!({ "room_version": version, "event": event })))
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
+async fn send_join(
+    State(services): State<Services>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let event_id = ruma::EventId::parse(&event_id)
+        .map_err(|_| Error::invalid_param(format!("{event_id} is not an event ID.")))?;
+    let pdu: Value = signed.json()?;
+    Ok(Json(
+        services
+            .rooms
+            .send_join(&signed.origin, &room_id, &event_id, pdu)
+            .await?,
+    ))
+}
+
+/// `GET /_matrix/federation/v1/event/{eventId}`: one event, to a server that may see it.
+async fn event(
+    State(services): State<Services>,
+    PathParams(event_id): PathParams<String>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let event_id = ruma::EventId::parse(&event_id)
+        .map_err(|_| Error::invalid_param(format!("{event_id} is not an event ID.")))?;
+    let pdu = services
+        .rooms
+        .event_for_server(&signed.origin, &event_id)
+        .await?;
+    Ok(Json(json!({
+        "origin": services.federation.server_name(),
+        "origin_server_ts": ruma::MilliSecondsSinceUnixEpoch::now(),
+        "pdus": [pdu],
+    })))
 }

@@ -38,6 +38,7 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
         | ErrorKind::MissingParam
         | ErrorKind::UnsupportedRoomVersion
         | ErrorKind::InvalidRoomState
+        | ErrorKind::IncompatibleRoomVersion { .. }
         | ErrorKind::Exclusive
         | ErrorKind::InvalidSignature
         | ErrorKind::WeakPassword => StatusCode::BAD_REQUEST,
@@ -58,6 +59,9 @@ impl IntoResponse for Error {
                     }
                     ErrorKind::WrongRoomKeysVersion { current_version } => {
                         body["current_version"] = json!(current_version)
+                    }
+                    ErrorKind::IncompatibleRoomVersion { room_version } => {
+                        body["room_version"] = json!(room_version)
                     }
                     _ => {}
                 }

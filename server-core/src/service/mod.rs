@@ -103,6 +103,7 @@ impl Services {
             store.clone(),
             notifier.clone(),
             account.clone(),
+            federation.clone(),
         );
         let sync = sync::Sync::new(
             store.clone(),

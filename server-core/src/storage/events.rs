@@ -1,8 +1,13 @@
 //! Events, the current state of rooms, memberships, forward extremities and transaction ids.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{Store, next_stream_pos};
+use super::{
+    OutboxKind, Store,
+    federation_queue::queue_in,
+    next_stream_pos,
+    state::{self, StateIds},
+};
 use crate::error::Result;
 
 /// An event as stored, with its stream position.
@@ -66,6 +71,34 @@ pub struct NewEvent {
     pub json: String,
     /// The local users this event notifies, with whether it highlights for them.
     pub notifies: Vec<(String, bool)>,
+    /// The events it follows; they stop being forward extremities.
+    pub prev_events: Vec<String>,
+    /// The room state before the event.
+    pub state_before: StateBefore,
+    /// What the room's current state becomes.
+    pub new_current: NewCurrent,
+    /// The servers to send it to, queued in the same transaction.
+    pub destinations: Vec<String>,
+}
+
+/// The room state before a new event.
+#[derive(Debug, Clone)]
+pub enum StateBefore {
+    /// The room's current state: a local event, which follows every forward extremity.
+    Current,
+    /// A stored state group (the state after its one prev event).
+    Group(i64),
+    /// A state computed by state resolution over several prev events.
+    Ids(StateIds),
+}
+
+/// What the room's current state becomes once an event is appended.
+#[derive(Debug, Clone)]
+pub enum NewCurrent {
+    /// The state after the event: the state before it was the current state.
+    AfterEvent,
+    /// A state resolved from the forward extremities, replacing the current one.
+    Resolved(StateIds),
 }
 
 /// Events and room state.
@@ -99,57 +132,28 @@ fn membership_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Membership> 
 }
 
 impl EventsStore<'_> {
-    /// Appends an event in one transaction: the event row, the room's current state, the
-    /// membership table, the forward extremity, the redacted target and the transaction id.
-    /// Returns the event's stream position.
+    /// Appends an event to the room's timeline in one transaction: the event row, the state
+    /// after it, the room's current state (and its log), the membership table, the forward
+    /// extremities, the redacted target, the transaction id, the push actions, and the
+    /// outbox rows that carry it to `destinations`. Returns the event's stream position.
     pub async fn append(&self, event: NewEvent) -> Result<i64> {
         self.store
             .write(move |txn| {
                 let pos = next_stream_pos(txn)?;
-                let (rel_target, rel_type) = event.relation.clone().unzip();
-                let (txn_id, txn_device) = match &event.txn {
-                    Some((_, device, _, id)) => (Some(id.clone()), Some(device.clone())),
-                    None => (None, None),
-                };
-                txn.execute(
-                    "INSERT INTO events (stream_pos, event_id, room_id, sender, event_type, state_key, depth, \
-                     origin_server_ts, rel_target, rel_type, txn_id, txn_device, json) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    params![
-                        pos,
-                        event.event_id,
-                        event.room_id,
-                        event.sender,
-                        event.event_type,
-                        event.state_key,
-                        event.depth,
-                        event.origin_server_ts,
-                        rel_target,
-                        rel_type,
-                        txn_id,
-                        txn_device,
-                        event.json
-                    ],
-                )?;
-                if let Some(state_key) = &event.state_key {
-                    txn.execute(
-                        "INSERT INTO room_state (room_id, event_type, state_key, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
-                         ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
-                        params![event.room_id, event.event_type, state_key, event.event_id, pos],
+                insert_event_row(txn, &event, pos)?;
+                record_state(txn, &event, pos)?;
+                // The new event replaces the extremities it cites (spec:
+                // server-server-api.md, "Forward extremities").
+                {
+                    let mut stmt = txn.prepare_cached(
+                        "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
                     )?;
-                    if let Some(membership) = &event.membership {
-                        txn.execute(
-                            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
-                             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
-                             event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
-                            params![event.room_id, state_key, membership, event.event_id, pos],
-                        )?;
+                    for prev in &event.prev_events {
+                        stmt.execute(params![event.room_id, prev])?;
                     }
                 }
-                // Local events extend the single newest event of the room's graph.
-                txn.execute("DELETE FROM forward_extremities WHERE room_id = ?1", [&event.room_id])?;
                 txn.execute(
-                    "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
+                    "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
                     params![event.room_id, event.event_id],
                 )?;
                 if let Some((target, redacted_json)) = &event.redaction {
@@ -169,6 +173,10 @@ impl EventsStore<'_> {
                         "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![user, device, scope, txn_id, event.event_id],
                     )?;
+                }
+                let now = super::now_ms();
+                for destination in &event.destinations {
+                    queue_in(txn, destination, OutboxKind::Pdu, &event.json, now)?;
                 }
                 Ok(pos)
             })
@@ -467,22 +475,319 @@ impl EventsStore<'_> {
             .await
     }
 
-    /// The room's state as it was right after position `pos`: for each (type, state_key),
-    /// the newest state event at or before `pos`. Exact for rooms whose graph is a line,
-    /// which every room without federation is.
+    /// The room's state as clients saw it right after position `pos`, from the log of
+    /// current-state changes. Each event's `stream_pos` is where it entered the state.
     pub async fn state_at(&self, room_id: &str, pos: i64) -> Result<Vec<StoredEvent>> {
         let room_id = room_id.to_owned();
         self.store
             .read(move |conn| {
                 // SQLite returns the other columns of the row holding MAX() (a documented
-                // "bare column" behaviour), which is what picks the newest event per key.
+                // "bare column" behaviour), which is what picks the newest change per key.
                 let mut stmt = conn.prepare_cached(
-                    "SELECT stream_pos, event_id, room_id, json, redacted_by, txn_id, txn_device, MAX(stream_pos) FROM events \
-                     WHERE room_id = ?1 AND state_key IS NOT NULL AND stream_pos <= ?2 GROUP BY event_type, state_key",
+                    "SELECT l.pos, e.event_id, e.room_id, e.json, e.redacted_by, e.txn_id, e.txn_device FROM \
+                     (SELECT event_id, MAX(stream_pos) AS pos FROM state_log WHERE room_id = ?1 AND stream_pos <= ?2 \
+                      GROUP BY event_type, state_key) l JOIN events e ON e.event_id = l.event_id",
                 )?;
                 let rows = stmt.query_map(params![room_id, pos], event_from_row)?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             })
             .await
     }
+
+    /// Events of the room graph by ID, from the timeline or the outliers, as (event ID,
+    /// room ID, JSON); unknown IDs are skipped.
+    pub async fn graph_events(
+        &self,
+        event_ids: Vec<String>,
+    ) -> Result<Vec<(String, String, String)>> {
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT event_id, room_id, json FROM events WHERE event_id = ?1 \
+                     UNION ALL SELECT event_id, room_id, json FROM outliers WHERE event_id = ?1 LIMIT 1",
+                )?;
+                let mut events = Vec::with_capacity(event_ids.len());
+                for event_id in event_ids {
+                    if let Some(row) = stmt
+                        .query_row([event_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                        .optional()?
+                    {
+                        events.push(row);
+                    }
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    /// Whether the event is known here at all: in the timeline, an outlier, or rejected.
+    pub async fn seen(&self, event_id: &str) -> Result<bool> {
+        let event_id = event_id.to_owned();
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT 1 FROM events WHERE event_id = ?1 UNION ALL SELECT 1 FROM outliers WHERE event_id = ?1 \
+                         UNION ALL SELECT 1 FROM rejected_events WHERE event_id = ?1 LIMIT 1",
+                        [event_id],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
+    /// Keeps an event of the room graph outside the timeline (a soft-failed one).
+    pub async fn store_outlier(
+        &self,
+        event_id: &str,
+        room_id: &str,
+        json: String,
+        soft_failed: bool,
+    ) -> Result<()> {
+        let (event_id, room_id) = (event_id.to_owned(), room_id.to_owned());
+        self.store
+            .write(move |txn| {
+                txn.execute(
+                    "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![event_id, room_id, json, soft_failed, super::now_ms()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Records that an event failed its checks, so it is never checked again.
+    pub async fn reject(&self, event_id: &str, room_id: &str, reason: &str) -> Result<()> {
+        let args = (event_id.to_owned(), room_id.to_owned(), reason.to_owned());
+        self.store
+            .write(move |txn| {
+                txn.execute(
+                    "INSERT OR IGNORE INTO rejected_events (event_id, room_id, reason, received_ts) VALUES (?1, ?2, ?3, ?4)",
+                    params![args.0, args.1, args.2, super::now_ms()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The servers with a joined member in the room.
+    pub async fn joined_servers(&self, room_id: &str) -> Result<Vec<String>> {
+        let room_id = room_id.to_owned();
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) FROM memberships \
+                     WHERE room_id = ?1 AND membership = 'join'",
+                )?;
+                let rows = stmt.query_map([room_id], |row| row.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+}
+
+fn insert_event_row(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()> {
+    let (rel_target, rel_type) = event.relation.clone().unzip();
+    let (txn_id, txn_device) = match &event.txn {
+        Some((_, device, _, id)) => (Some(id.clone()), Some(device.clone())),
+        None => (None, None),
+    };
+    txn.execute(
+        "INSERT INTO events (stream_pos, event_id, room_id, sender, event_type, state_key, depth, \
+         origin_server_ts, rel_target, rel_type, txn_id, txn_device, json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            pos,
+            event.event_id,
+            event.room_id,
+            event.sender,
+            event.event_type,
+            event.state_key,
+            event.depth,
+            event.origin_server_ts,
+            rel_target,
+            rel_type,
+            txn_id,
+            txn_device,
+            event.json
+        ],
+    )?;
+    Ok(())
+}
+
+/// The room's current state group, snapshotting `room_state` for a room from before
+/// migration 0007 (whose graph was a line, so its current state is exact).
+fn current_group(txn: &Transaction<'_>, room_id: &str) -> Result<Option<i64>> {
+    let group: Option<i64> = txn
+        .query_row(
+            "SELECT state_group FROM rooms WHERE room_id = ?1",
+            [room_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten();
+    if group.is_some() {
+        return Ok(group);
+    }
+    let current = current_state_ids(txn, room_id)?;
+    if current.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(state::snapshot(txn, room_id, &current)?))
+}
+
+fn current_state_ids(conn: &Connection, room_id: &str) -> rusqlite::Result<StateIds> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_type, state_key, event_id FROM room_state WHERE room_id = ?1",
+    )?;
+    let rows = stmt.query_map([room_id], |row| {
+        Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Records the state after the event and moves the room's current state.
+fn record_state(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()> {
+    let before = match &event.state_before {
+        StateBefore::Current => current_group(txn, &event.room_id)?,
+        StateBefore::Group(group) => Some(*group),
+        StateBefore::Ids(ids) => Some(state::snapshot(txn, &event.room_id, ids)?),
+    };
+    let after = match &event.state_key {
+        Some(state_key) => Some(state::group_with(
+            txn,
+            &event.room_id,
+            before,
+            (&event.event_type, state_key, &event.event_id),
+        )?),
+        None => before,
+    };
+    if let Some(after) = after {
+        txn.execute(
+            "INSERT OR REPLACE INTO event_state (event_id, group_id) VALUES (?1, ?2)",
+            params![event.event_id, after],
+        )?;
+    }
+    match &event.new_current {
+        NewCurrent::AfterEvent => {
+            if let Some(state_key) = &event.state_key {
+                set_current(
+                    txn,
+                    &event.room_id,
+                    (&event.event_type, state_key),
+                    Some(&event.event_id),
+                    event.membership.as_deref(),
+                    pos,
+                )?;
+            }
+            txn.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
+                params![event.room_id, after],
+            )?;
+        }
+        NewCurrent::Resolved(resolved) => {
+            let old = current_state_ids(txn, &event.room_id)?;
+            for ((event_type, state_key), event_id) in resolved {
+                if old.get(&(event_type.clone(), state_key.clone())) != Some(event_id) {
+                    let membership = membership_of(txn, event_id)?;
+                    set_current(
+                        txn,
+                        &event.room_id,
+                        (event_type, state_key),
+                        Some(event_id),
+                        membership.as_deref(),
+                        pos,
+                    )?;
+                }
+            }
+            for (event_type, state_key) in old.keys() {
+                if !resolved.contains_key(&(event_type.clone(), state_key.clone())) {
+                    set_current(
+                        txn,
+                        &event.room_id,
+                        (event_type, state_key),
+                        None,
+                        None,
+                        pos,
+                    )?;
+                }
+            }
+            let group = match after {
+                Some(after) if state::load_group(txn, after)? == *resolved => after,
+                _ => state::snapshot(txn, &event.room_id, resolved)?,
+            };
+            txn.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
+                params![event.room_id, group],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The `membership` of a stored member event.
+fn membership_of(conn: &Connection, event_id: &str) -> rusqlite::Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT json_extract(json, '$.content.membership') FROM events WHERE event_id = ?1 \
+             AND event_type = 'm.room.member' \
+             UNION ALL SELECT json_extract(json, '$.content.membership') FROM outliers \
+             WHERE event_id = ?1 AND json_extract(json, '$.type') = 'm.room.member' LIMIT 1",
+            [event_id],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// Sets (or with `None`, removes) one entry of the room's current state, logs the change at
+/// `pos`, and keeps the membership table in step for member events.
+fn set_current(
+    txn: &Transaction<'_>,
+    room_id: &str,
+    (event_type, state_key): (&str, &str),
+    event_id: Option<&str>,
+    membership: Option<&str>,
+    pos: i64,
+) -> Result<()> {
+    match event_id {
+        Some(event_id) => {
+            txn.execute(
+                "INSERT INTO room_state (room_id, event_type, state_key, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
+                params![room_id, event_type, state_key, event_id, pos],
+            )?;
+        }
+        None => {
+            txn.execute(
+                "DELETE FROM room_state WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3",
+                params![room_id, event_type, state_key],
+            )?;
+        }
+    }
+    txn.execute(
+        "INSERT INTO state_log (room_id, stream_pos, event_type, state_key, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![room_id, pos, event_type, state_key, event_id],
+    )?;
+    if event_type == "m.room.member" {
+        match (event_id, membership) {
+            (Some(event_id), Some(membership)) => {
+                txn.execute(
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
+                     event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
+                    params![room_id, state_key, membership, event_id, pos],
+                )?;
+            }
+            _ => {
+                txn.execute(
+                    "DELETE FROM memberships WHERE room_id = ?1 AND user_id = ?2",
+                    params![room_id, state_key],
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_media.sql"),
     include_str!("migrations/0005_server_keys.sql"),
     include_str!("migrations/0006_federation_queue.sql"),
+    include_str!("migrations/0007_room_graph.sql"),
 ];
 
 /// Applies every migration newer than the database's `user_version`.

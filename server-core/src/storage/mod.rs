@@ -23,6 +23,7 @@ mod media;
 mod migrations;
 mod rooms;
 mod server_keys;
+mod state;
 mod to_device;
 mod users;
 
@@ -39,7 +40,7 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
-    events::{EventsStore, Membership, NewEvent, StoredEvent},
+    events::{EventsStore, Membership, NewCurrent, NewEvent, StateBefore, StoredEvent},
     federation_queue::{DestinationHealth, FederationQueueStore, OutboxItem, OutboxKind},
     keys::{
         CrossSigningKey, DeviceKeys, KeySignature, KeyUpload, KeysStore, MembershipChange,
@@ -48,6 +49,7 @@ pub use self::{
     media::{MediaRecord, MediaStore, Recorded, StoredThumbnail, UploadedFile},
     rooms::{PublicRoom, RoomsStore},
     server_keys::{KeyResponse, ServerKey, ServerKeysStore},
+    state::{StateIds, StateStore},
     to_device::{PendingToDevice, ToDeviceMessage, ToDeviceStore},
     users::{Device, TokenInfo, User, UsersStore},
 };
@@ -167,6 +169,12 @@ impl Store {
     pub fn federation_queue(&self) -> FederationQueueStore<'_> {
         FederationQueueStore { store: self }
     }
+
+    /// Room states by event (state groups).
+    pub fn state(&self) -> StateStore<'_> {
+        StateStore { store: self }
+    }
+
     /// Other servers' signing keys.
     pub fn server_keys(&self) -> ServerKeysStore<'_> {
         ServerKeysStore { store: self }

@@ -391,3 +391,142 @@ async fn to_device_messages_cross_both_ways_and_wait_out_an_outage() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Syncs `client` from `since` until its timeline in `room_id` shows a message `body`
+/// (2 minutes at most, which a slow CI machine may need). Returns every message seen.
+async fn wait_for_message(
+    client: &Client,
+    since: &mut Option<String>,
+    room_id: &str,
+    body: &str,
+    log: impl Fn() -> String,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let sync = client.sync(since.as_deref(), 5_000).await;
+        *since = sync["next_batch"].as_str().map(str::to_owned);
+        seen.extend(kith_tests::timeline_bodies(&sync, room_id));
+        if seen.iter().any(|b| b == body) {
+            return seen;
+        }
+    }
+    panic!(
+        "{} never saw {body:?} in {room_id}; saw {seen:?}\n{}",
+        client.user_id,
+        log()
+    );
+}
+
+#[tokio::test]
+async fn a_synapse_user_joins_a_kith_room_by_alias_and_messages_flow_both_ways() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = alice
+        .create_room(json!({
+            "room_alias_name": "porch", "name": "Porch", "preset": "public_chat",
+        }))
+        .await;
+    let mut alice_since = Some(
+        alice.sync(None, 0).await["next_batch"]
+            .as_str()
+            .expect("batch")
+            .to_owned(),
+    );
+
+    // Synapse resolves the alias over federation, asks Kith for a join template, signs it
+    // and sends it back; Kith checks it and answers with the room's state.
+    let (status, joined) = sam
+        .join(&url_encode(&format!("#porch:{}", kith.server_name())))
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    assert_eq!(joined["room_id"], room_id.as_str());
+
+    // Kith's member list has Sam, and Synapse knows the room's name from the state it got.
+    let (status, members) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/joined_members"
+        ))
+        .await;
+    assert_eq!(status, 200, "{members}");
+    assert!(members["joined"].get(&sam.user_id).is_some(), "{members}");
+    let (status, name) = sam
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"
+        ))
+        .await;
+    assert_eq!(status, 200, "{name}\n{}", synapse.log_tail());
+    assert_eq!(name["name"], "Porch");
+
+    // Sam's message reaches Alice's sync on Kith; Alice's reaches Sam's on Synapse.
+    let (status, sent) = sam.send_text(&room_id, "s1", "hello from Synapse").await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(
+        &alice,
+        &mut alice_since,
+        &room_id,
+        "hello from Synapse",
+        || synapse.log_tail(),
+    )
+    .await;
+    let mut sam_since = None;
+    let (status, sent) = alice.send_text(&room_id, "a1", "hello from Kith").await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(&sam, &mut sam_since, &room_id, "hello from Kith", || {
+        synapse.log_tail()
+    })
+    .await;
+
+    // A conversation: several each way, in order on both sides.
+    for i in 0..3 {
+        let (status, _) = alice
+            .send_text(&room_id, &format!("a-{i}"), &format!("kith {i}"))
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = sam
+            .send_text(&room_id, &format!("s-{i}"), &format!("synapse {i}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let seen = wait_for_message(&alice, &mut alice_since, &room_id, "synapse 2", || {
+        synapse.log_tail()
+    })
+    .await;
+    let theirs: Vec<&String> = seen.iter().filter(|b| b.starts_with("synapse ")).collect();
+    assert_eq!(theirs, ["synapse 0", "synapse 1", "synapse 2"]);
+    let seen = wait_for_message(&sam, &mut sam_since, &room_id, "kith 2", || {
+        synapse.log_tail()
+    })
+    .await;
+    let ours: Vec<&String> = seen.iter().filter(|b| b.starts_with("kith ")).collect();
+    assert_eq!(ours, ["kith 0", "kith 1", "kith 2"]);
+
+    // Sam leaves; Kith sees it.
+    let (status, left) = sam
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/leave"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{left}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, members) = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/joined_members"
+            ))
+            .await;
+        assert_eq!(status, 200, "{members}");
+        if members["joined"].get(&sam.user_id).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sam's leave never arrived\n{}",
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -7,6 +7,8 @@
 
 mod create;
 mod directory;
+mod inbound;
+mod joins;
 mod membership;
 mod push;
 mod read;
@@ -22,10 +24,11 @@ use ruma::{OwnedRoomId, RoomId, RoomVersionId, UserId, room_version_rules::RoomV
 pub use self::{
     create::CreateRoom,
     directory::DirectoryFilter,
+    inbound::{Incoming, Outcome},
     read::{Direction, EventFilter, Page},
     timeline::EventDraft,
 };
-use super::{ServerIdentity, account::Account, notifier::Notifier};
+use super::{ServerIdentity, account::Account, federation::Federation, notifier::Notifier};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -42,6 +45,9 @@ pub struct Rooms {
     notifier: Notifier,
     /// Push rules, to decide whom each new event notifies.
     account: Account,
+    /// Other servers in the room: events go out through its outbox, and come in checked
+    /// with its keys.
+    federation: Federation,
     locks: Arc<Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
@@ -53,6 +59,7 @@ impl Rooms {
         store: Store,
         notifier: Notifier,
         account: Account,
+        federation: Federation,
     ) -> Self {
         Self {
             config,
@@ -60,6 +67,7 @@ impl Rooms {
             store,
             notifier,
             account,
+            federation,
             locks: Arc::default(),
         }
     }

@@ -29,7 +29,7 @@ use super::Rooms;
 use crate::{
     error::{Error, ErrorKind, Result},
     pdu::Pdu,
-    storage::NewEvent,
+    storage::{NewCurrent, NewEvent, StateBefore},
 };
 
 /// The spec's limit on a PDU's size (spec: client-server-api/_index.md, "Size limits").
@@ -67,6 +67,13 @@ impl EventDraft {
 
 /// The client transaction an event was sent with: (device, scope, transaction id).
 pub(crate) type Txn = (String, String, String);
+
+/// Where a new event goes in the room's graph and who else gets it.
+pub(super) struct Placement {
+    pub(super) state_before: StateBefore,
+    pub(super) new_current: NewCurrent,
+    pub(super) destinations: Vec<String>,
+}
 
 /// A built, signed event before it is checked and stored.
 pub(super) struct Built {
@@ -289,7 +296,8 @@ impl Rooms {
         Ok(Built { pdu, json })
     }
 
-    /// Stores a built event and wakes syncs. Returns the event ID.
+    /// Stores a built local event, queues it for the other servers in the room, and wakes
+    /// syncs. Returns the event ID.
     pub(super) async fn store_event(
         &self,
         built: Built,
@@ -297,7 +305,38 @@ impl Rooms {
         redaction: Option<(String, String)>,
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
-        let pdu = built.pdu;
+        let room_id = built.pdu.in_room.clone();
+        // Every server with a member joined, and the server of a member whose membership
+        // this changes (a leave, kick or ban must reach them).
+        let mut destinations = self.store.events().joined_servers(room_id.as_str()).await?;
+        if built.pdu.kind == TimelineEventType::RoomMember
+            && let Some(target) = built.pdu.state_key.as_deref()
+            && let Ok(target) = UserId::parse(target)
+        {
+            destinations.push(target.server_name().to_string());
+        }
+        let txn = txn
+            .zip(sender)
+            .map(|((device, scope, id), sender)| (sender.to_string(), device, scope, id));
+        let placement = Placement {
+            state_before: StateBefore::Current,
+            new_current: NewCurrent::AfterEvent,
+            destinations,
+        };
+        self.append(built.pdu, built.json, redaction, txn, placement)
+            .await
+    }
+
+    /// Appends a checked event to the timeline, then wakes syncs and the senders of the
+    /// servers it goes to. `destinations` may name this server or repeat one.
+    pub(super) async fn append(
+        &self,
+        pdu: Pdu,
+        json: String,
+        redaction: Option<(String, String)>,
+        txn: Option<(String, String, String, String)>,
+        placement: Placement,
+    ) -> Result<OwnedEventId> {
         let content = pdu.content_value();
         let relation = content.get("m.relates_to").and_then(|rel| {
             let target = rel.get("event_id").and_then(Value::as_str)?;
@@ -312,18 +351,22 @@ impl Rooms {
                     .map(str::to_owned)
             })
             .flatten();
-        let room_id = pdu.in_room.clone();
         // Best effort: a failed evaluation costs a notification, never the message.
-        let notifies = self
-            .notified_users(&pdu, &built.json)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed");
-                Vec::new()
-            });
+        let notifies = self.notified_users(&pdu, &json).await.unwrap_or_else(|e| {
+            tracing::warn!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed");
+            Vec::new()
+        });
+        let ours = self.identity.server_name.as_str();
+        let mut destinations: Vec<String> = placement
+            .destinations
+            .into_iter()
+            .filter(|d| d != ours)
+            .collect();
+        destinations.sort();
+        destinations.dedup();
         let event = NewEvent {
             event_id: pdu.event_id.to_string(),
-            room_id: room_id.to_string(),
+            room_id: pdu.in_room.to_string(),
             sender: pdu.sender.to_string(),
             event_type: pdu.kind.to_string(),
             state_key: pdu.state_key.clone(),
@@ -333,14 +376,19 @@ impl Rooms {
             relation,
             membership,
             redaction,
-            txn: txn
-                .zip(sender)
-                .map(|((device, scope, id), sender)| (sender.to_string(), device, scope, id)),
-            json: built.json,
+            txn,
+            json,
             notifies,
+            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+            state_before: placement.state_before,
+            new_current: placement.new_current,
+            destinations: destinations.clone(),
         };
         self.store.events().append(event).await?;
         self.notifier.notify();
+        for destination in &destinations {
+            self.federation.wake(destination);
+        }
         Ok(pdu.event_id)
     }
 

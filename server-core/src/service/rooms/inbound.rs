@@ -1,0 +1,546 @@
+//! Events from other servers (spec: server-server-api.md, "Checks performed on receipt of
+//! a PDU").
+//!
+//! The walk for each PDU, under the room's lock so a room's PDUs are handled in order:
+//! 1. Format for the room version, and the event ID from the reference hash.
+//! 2. The signatures of the servers the spec names (the sender's, and for restricted joins
+//!    the authorising one's), with keys valid at the event's `origin_server_ts`. A content
+//!    hash that does not match means the event is kept redacted.
+//! 3. Auth against its own auth events (ruma's state-independent and state-dependent rules).
+//! 4. Auth against the state before it: the state after its prev event, or the state
+//!    resolution of the states after each of them.
+//! 5. Auth against the room's current state; failing only this is a soft failure: the event
+//!    is kept out of the timeline (an outlier) but may be cited later.
+//! 6. Append it; if it does not follow every forward extremity, the room's current state is
+//!    the resolution of the states after each extremity.
+//!
+//! A PDU failing 2–4 is rejected: it never changes state and is remembered as rejected.
+//! A PDU whose auth or prev events are unknown here is refused for now: fetching them
+//! (`/event_auth`, `/get_missing_events`, `/state_ids`) is not done yet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId,
+    events::StateEventType,
+    room_version_rules::RoomVersionRules,
+    signatures::{
+        PublicKeyMap, Verified, reference_hash, required_server_signatures_to_verify_event,
+        verify_event,
+    },
+    state_res::{
+        StateMap, auth_types_for_event, check_pdu_format, check_state_dependent_auth_rules,
+        check_state_independent_auth_rules, utils::event_id_set::EventIdSet,
+    },
+};
+use serde_json::Value;
+
+use super::{Rooms, timeline::Placement};
+use crate::{
+    error::{Error, Result},
+    pdu::Pdu,
+    storage::{NewCurrent, StateBefore, StateIds},
+};
+
+/// A PDU from another server, parsed far enough to know its room and ID.
+pub struct Incoming {
+    /// Its event ID, from its reference hash.
+    pub event_id: OwnedEventId,
+    room_id: ruma::OwnedRoomId,
+    rules: RoomVersionRules,
+    object: CanonicalJsonObject,
+}
+
+/// What became of an incoming PDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Appended to the timeline (or already known).
+    Accepted,
+    /// Kept out of the timeline: allowed by the state before it but not by the current state.
+    SoftFailed,
+    /// It failed its checks, for this reason.
+    Rejected(String),
+}
+
+impl Incoming {
+    /// The room it is for.
+    pub fn room_id(&self) -> &RoomId {
+        &self.room_id
+    }
+
+    /// A top-level view of the PDU as JSON, for checks of its shape.
+    pub fn peek(&self) -> Value {
+        serde_json::to_value(&self.object).unwrap_or(Value::Null)
+    }
+}
+
+impl Rooms {
+    /// Parses a PDU of a room this server is in: its format for the room version and its
+    /// event ID. `M_NOT_FOUND` for a room unknown here; `M_BAD_JSON` for a malformed PDU.
+    pub async fn incoming(&self, pdu: Value) -> Result<Incoming> {
+        let room_id = pdu
+            .get("room_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_json("The PDU has no room_id."))?;
+        let room_id = RoomId::parse(room_id)
+            .map_err(|_| Error::bad_json(format!("{room_id} is not a room ID.")))?;
+        let (_, rules) = self.version(&room_id).await?;
+        let object = match CanonicalJsonValue::try_from(pdu) {
+            Ok(CanonicalJsonValue::Object(object)) => object,
+            _ => return Err(Error::bad_json("The PDU is not canonical JSON.")),
+        };
+        check_pdu_format(&object, &rules.event_format)
+            .map_err(|e| Error::bad_json(format!("The PDU is malformed: {e}.")))?;
+        let event_id = EventId::parse(format!(
+            "${}",
+            reference_hash(&object, &rules)
+                .map_err(|e| Error::bad_json(format!("The PDU cannot be hashed: {e}.")))?
+        ))
+        .map_err(Error::internal)?;
+        Ok(Incoming {
+            event_id,
+            room_id,
+            rules,
+            object,
+        })
+    }
+
+    /// Checks and stores a PDU from another server (the module's walk). Errors are ours
+    /// (storage) or a missing piece of the graph; a PDU that fails its checks is
+    /// `Ok(Outcome::Rejected)`.
+    pub async fn receive(&self, incoming: Incoming) -> Result<Outcome> {
+        let _guard = self.lock(&incoming.room_id).await;
+        self.receive_locked(incoming, Vec::new()).await
+    }
+
+    /// [`Rooms::receive`] with the room lock held; `destinations` are servers to pass the
+    /// event on to (for a join this server was asked to sign in).
+    pub(super) async fn receive_locked(
+        &self,
+        incoming: Incoming,
+        destinations: Vec<String>,
+    ) -> Result<Outcome> {
+        let Incoming {
+            event_id,
+            room_id,
+            rules,
+            object,
+        } = incoming;
+        let events = self.store.events();
+        if events.seen(event_id.as_str()).await? {
+            return Ok(Outcome::Accepted);
+        }
+        let (pdu, json) = match self.verified(&event_id, &room_id, &rules, object).await? {
+            Ok(verified) => verified,
+            Err(reason) => return self.rejected(&event_id, &room_id, reason).await,
+        };
+
+        // 3. Auth against its own auth events.
+        let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
+        if auth_events.len() != pdu.auth_events.len() {
+            return Err(Error::forbidden(format!(
+                "Some auth events of {event_id} are unknown here, and fetching them is not supported yet."
+            )));
+        }
+        // From v12 the create event is not among the auth events: its ID is the room ID's
+        // (spec: rooms/v12.md, "Event format").
+        if rules.authorization.room_create_event_id_as_room_id
+            && let Ok(create) = EventId::parse(format!("${}", &room_id.as_str()[1..]))
+        {
+            auth_events.extend(self.graph_pdus(&[create]).await?);
+        }
+        let by_id: HashMap<&EventId, &Pdu> = auth_events
+            .iter()
+            .map(|p| (p.event_id.as_ref(), p))
+            .collect();
+        if let Err(reason) =
+            check_state_independent_auth_rules(&rules.authorization, &pdu, |id: &EventId| {
+                by_id.get(id).copied()
+            })
+        {
+            return self.rejected(&event_id, &room_id, reason).await;
+        }
+        let by_key: HashMap<(String, String), &Pdu> =
+            auth_events.iter().map(|p| (state_key_of(p), p)).collect();
+        if let Err(reason) = check_state_dependent_auth_rules(
+            &rules.authorization,
+            &pdu,
+            |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
+        ) {
+            return self.rejected(&event_id, &room_id, reason).await;
+        }
+
+        // 4. Auth against the state before it.
+        let prev: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+        let prev_states = self.store.state().after_events(prev.clone()).await?;
+        if prev_states.iter().any(Option::is_none) {
+            return Err(Error::forbidden(format!(
+                "Some prev events of {event_id} are unknown here, and fetching missing events is not supported yet."
+            )));
+        }
+        let prev_states: Vec<StateIds> = prev_states.into_iter().flatten().collect();
+        let before = self.resolve(&rules, prev_states).await?;
+        if let Err(reason) = self.auth_against(&rules, &pdu, &before).await? {
+            return self.rejected(&event_id, &room_id, reason).await;
+        }
+
+        // 5. Soft failure against the current state.
+        let current: StateIds = events
+            .current_state(room_id.as_str())
+            .await?
+            .into_iter()
+            .map(|(t, k, id, _)| ((t, k), id))
+            .collect();
+        if let Err(reason) = self.auth_against(&rules, &pdu, &current).await? {
+            tracing::info!(%event_id, %reason, "PDU soft-failed");
+            events
+                .store_outlier(event_id.as_str(), room_id.as_str(), json, true)
+                .await?;
+            return Ok(Outcome::SoftFailed);
+        }
+
+        // 6. Append, and move the current state.
+        let mut after = before.clone();
+        if let Some(state_key) = &pdu.state_key {
+            after.insert(
+                (pdu.kind.to_string(), state_key.clone()),
+                event_id.to_string(),
+            );
+        }
+        let state_before = match prev.as_slice() {
+            [single] => match self.store.state().group_of(single).await? {
+                Some(group) => StateBefore::Group(group),
+                None => StateBefore::Ids(before.clone()),
+            },
+            _ => StateBefore::Ids(before.clone()),
+        };
+        let (extremities, _) = events.extremities(room_id.as_str()).await?;
+        let others: Vec<String> = extremities
+            .into_iter()
+            .filter(|e| !prev.contains(e))
+            .collect();
+        let new_current = if others.is_empty() && before == current {
+            NewCurrent::AfterEvent
+        } else if others.is_empty() {
+            NewCurrent::Resolved(after)
+        } else {
+            let mut states: Vec<StateIds> = self
+                .store
+                .state()
+                .after_events(others)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            states.push(after);
+            NewCurrent::Resolved(self.resolve(&rules, states).await?)
+        };
+        let redaction = self.remote_redaction(&pdu, &rules).await?;
+        let placement = Placement {
+            state_before,
+            new_current,
+            destinations,
+        };
+        self.append(pdu, json, redaction, None, placement).await?;
+        Ok(Outcome::Accepted)
+    }
+
+    async fn rejected(
+        &self,
+        event_id: &EventId,
+        room_id: &RoomId,
+        reason: String,
+    ) -> Result<Outcome> {
+        tracing::info!(%event_id, %reason, "PDU rejected");
+        self.store
+            .events()
+            .reject(event_id.as_str(), room_id.as_str(), &reason)
+            .await?;
+        Ok(Outcome::Rejected(reason))
+    }
+
+    /// Step 2: the signatures, and the content hash (a mismatch keeps the event redacted).
+    /// The inner error is a rejection reason.
+    async fn verified(
+        &self,
+        event_id: &EventId,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        object: CanonicalJsonObject,
+    ) -> Result<Result<(Pdu, String), String>> {
+        let servers = match required_server_signatures_to_verify_event(&object, &rules.signatures) {
+            Ok(servers) => servers,
+            Err(e) => return Ok(Err(format!("its signatures cannot be checked: {e}"))),
+        };
+        let ts = match object.get("origin_server_ts") {
+            Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+            _ => 0,
+        };
+        let mut keys = PublicKeyMap::new();
+        for server in servers {
+            let key_ids: Vec<String> = match object.get("signatures") {
+                Some(CanonicalJsonValue::Object(signatures)) => {
+                    match signatures.get(server.as_str()) {
+                        Some(CanonicalJsonValue::Object(by_key)) => by_key
+                            .keys()
+                            .filter(|k| k.starts_with("ed25519:"))
+                            .cloned()
+                            .collect(),
+                        _ => Vec::new(),
+                    }
+                }
+                _ => Vec::new(),
+            };
+            let mut server_keys = BTreeMap::new();
+            for key_id in key_ids {
+                match self.federation.verify_key(&server, &key_id, ts).await {
+                    Ok(key) => {
+                        server_keys.insert(key_id, key);
+                    }
+                    Err(e) => {
+                        tracing::debug!(%server, %key_id, error = %e, "event key unavailable")
+                    }
+                }
+            }
+            keys.insert(server.to_string(), server_keys);
+        }
+        let object = match verify_event(&keys, &object, rules) {
+            Ok(Verified::All) => object,
+            Ok(Verified::Signatures) => {
+                tracing::info!(%event_id, "content hash mismatch: keeping the event redacted");
+                match ruma::canonical_json::redact(object, &rules.redaction, None) {
+                    Ok(redacted) => redacted,
+                    Err(e) => return Ok(Err(format!("it cannot be redacted: {e}"))),
+                }
+            }
+            Err(e) => return Ok(Err(format!("its signatures do not verify: {e}"))),
+        };
+        let json = serde_json::to_string(&object)?;
+        let pdu = match Pdu::from_stored(event_id.to_owned(), room_id, &json) {
+            Ok(pdu) => pdu,
+            Err(e) => return Ok(Err(format!("it is not a valid event: {e}"))),
+        };
+        if pdu.room_id.as_deref() != Some(room_id) {
+            return Ok(Err("its room_id is not the room's".to_owned()));
+        }
+        Ok(Ok((pdu, json)))
+    }
+
+    /// Events of the room graph (timeline or outliers) by ID; unknown ones are skipped.
+    pub(super) async fn graph_pdus(&self, ids: &[OwnedEventId]) -> Result<Vec<Pdu>> {
+        let rows = self
+            .store
+            .events()
+            .graph_events(ids.iter().map(ToString::to_string).collect())
+            .await?;
+        rows.into_iter()
+            .map(|(id, room, json)| {
+                let id = EventId::parse(id).map_err(Error::internal)?;
+                let room = RoomId::parse(room).map_err(Error::internal)?;
+                Pdu::from_stored(id, &room, &json).map_err(Error::internal)
+            })
+            .collect()
+    }
+
+    /// ruma's state-dependent auth rules for `pdu` against `state`. The inner error is the
+    /// reason it is not allowed.
+    pub(super) async fn auth_against(
+        &self,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+        state: &StateIds,
+    ) -> Result<Result<(), String>> {
+        let auth_types = match auth_types_for_event(
+            &pdu.kind,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+            &rules.authorization,
+        ) {
+            Ok(types) => types,
+            Err(e) => return Ok(Err(format!("its content is invalid: {e}"))),
+        };
+        let mut wanted: Vec<OwnedEventId> = auth_types
+            .iter()
+            .filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())))
+            .filter_map(|id| EventId::parse(id).ok())
+            .collect();
+        if let Some(create) = state.get(&("m.room.create".to_owned(), String::new()))
+            && let Ok(create) = EventId::parse(create)
+        {
+            wanted.push(create);
+        }
+        let pdus = self.graph_pdus(&wanted).await?;
+        let by_key: HashMap<(String, String), &Pdu> =
+            pdus.iter().map(|p| (state_key_of(p), p)).collect();
+        Ok(check_state_dependent_auth_rules(
+            &rules.authorization,
+            pdu,
+            |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
+        ))
+    }
+
+    /// The redacted copy of a redaction's target, when the redaction may take effect: the
+    /// target is in the room and its sender is of the redaction's server, or the redaction's
+    /// sender may redact others (spec: rooms/v11.md, "Authorization rules", redactions).
+    async fn remote_redaction(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<Option<(String, String)>> {
+        let Some(target) = pdu.redacted_event() else {
+            return Ok(None);
+        };
+        let Some(stored) = self.store.events().get(target.as_str()).await? else {
+            return Ok(None);
+        };
+        if stored.room_id != pdu.in_room.as_str() {
+            return Ok(None);
+        }
+        let target_pdu = self.parse(&stored)?;
+        if target_pdu.sender.server_name() != pdu.sender.server_name()
+            && !self.may_redact_others(&pdu.in_room, &pdu.sender).await?
+        {
+            return Ok(None);
+        }
+        let object: CanonicalJsonObject = serde_json::from_str(&stored.json)?;
+        let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
+            .map_err(Error::internal)?;
+        Ok(Some((stored.event_id, serde_json::to_string(&redacted)?)))
+    }
+
+    /// State resolution (spec: rooms/v2.md, "State resolution"; v12's conflicted state
+    /// subgraph) over `states`. Equal states need none.
+    pub(super) async fn resolve(
+        &self,
+        rules: &RoomVersionRules,
+        states: Vec<StateIds>,
+    ) -> Result<StateIds> {
+        let Some(first) = states.first() else {
+            return Ok(StateIds::new());
+        };
+        if states.iter().all(|s| s == first) {
+            return Ok(first.clone());
+        }
+        // Every event of every state, and their auth chains.
+        let ids: Vec<OwnedEventId> = states
+            .iter()
+            .flat_map(|s| s.values())
+            .filter_map(|id| EventId::parse(id).ok())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let events = self.with_auth_chains(&ids).await?;
+        let maps: Vec<StateMap<OwnedEventId>> = states
+            .iter()
+            .map(|state| {
+                state
+                    .iter()
+                    .filter_map(|((t, k), id)| {
+                        Some((
+                            (StateEventType::from(t.as_str()), k.clone()),
+                            EventId::parse(id).ok()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        let auth_chains: Vec<EventIdSet<OwnedEventId>> = maps
+            .iter()
+            .map(|map| auth_chain(map.values(), &events))
+            .collect();
+        let rules = rules.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            ruma::state_res::resolve(
+                &rules.authorization,
+                rules
+                    .state_res
+                    .v2_rules()
+                    .ok_or_else(|| Error::internal("room version without state resolution v2"))?,
+                &maps,
+                auth_chains,
+                |id: &EventId| events.get(id).cloned(),
+                |conflicted: &StateMap<Vec<OwnedEventId>>| {
+                    Some(conflicted_subgraph(conflicted, &events))
+                },
+            )
+            .map_err(|e| Error::internal(format!("state resolution failed: {e}")))
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(resolved
+            .into_iter()
+            .map(|((t, k), id)| ((t.to_string(), k), id.to_string()))
+            .collect())
+    }
+}
+
+/// The (type, state_key) key of a state event.
+fn state_key_of(pdu: &Pdu) -> (String, String) {
+    (
+        pdu.kind.to_string(),
+        pdu.state_key.clone().unwrap_or_default(),
+    )
+}
+
+/// The union of the auth chains of `ids` (not including them), over the loaded events.
+fn auth_chain<'a>(
+    ids: impl Iterator<Item = &'a OwnedEventId>,
+    events: &HashMap<OwnedEventId, Pdu>,
+) -> EventIdSet<OwnedEventId> {
+    let mut chain = EventIdSet::new();
+    let mut stack: Vec<&OwnedEventId> = ids
+        .filter_map(|id| events.get(id))
+        .flat_map(|p| p.auth_events.iter())
+        .collect();
+    while let Some(id) = stack.pop() {
+        if chain.insert(id.clone())
+            && let Some(pdu) = events.get(id)
+        {
+            stack.extend(pdu.auth_events.iter());
+        }
+    }
+    chain
+}
+
+/// The conflicted state subgraph (spec: rooms/v12.md, "Conflicted state subgraph"): the
+/// events on `auth_events` paths from one conflicted event to another, endpoints included.
+fn conflicted_subgraph(
+    conflicted: &StateMap<Vec<OwnedEventId>>,
+    events: &HashMap<OwnedEventId, Pdu>,
+) -> EventIdSet<OwnedEventId> {
+    let conflicted: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
+    // Whether each event reaches a conflicted event through auth_events (memoised walk).
+    fn reaches(
+        id: &OwnedEventId,
+        conflicted: &HashSet<&OwnedEventId>,
+        events: &HashMap<OwnedEventId, Pdu>,
+        memo: &mut HashMap<OwnedEventId, bool>,
+    ) -> bool {
+        if let Some(known) = memo.get(id) {
+            return *known;
+        }
+        memo.insert(id.clone(), false);
+        let found = events.get(id).is_some_and(|pdu| {
+            pdu.auth_events
+                .iter()
+                .any(|a| conflicted.contains(a) || reaches(a, conflicted, events, memo))
+        });
+        memo.insert(id.clone(), found);
+        found
+    }
+    let mut memo = HashMap::new();
+    let mut subgraph = EventIdSet::new();
+    // Events reachable from a conflicted event that reach another one.
+    for start in &conflicted {
+        if reaches(start, &conflicted, events, &mut memo) {
+            subgraph.insert((*start).clone());
+        }
+        for id in auth_chain(std::iter::once(*start), events).iter() {
+            if conflicted.contains(id) || reaches(id, &conflicted, events, &mut memo) {
+                subgraph.insert(id.clone());
+            }
+        }
+    }
+    subgraph
+}
