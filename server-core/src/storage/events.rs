@@ -139,9 +139,15 @@ impl EventsStore<'_> {
     pub async fn append(&self, event: NewEvent) -> Result<i64> {
         self.store
             .write(move |txn| {
+                // A resolved state takes effect just before the event, at a position of
+                // its own, so the state before the event's place in the timeline is it.
+                let state_pos = match event.new_current {
+                    NewCurrent::Resolved(_) => Some(next_stream_pos(txn)?),
+                    NewCurrent::AfterEvent => None,
+                };
                 let pos = next_stream_pos(txn)?;
                 insert_event_row(txn, &event, pos)?;
-                record_state(txn, &event, pos)?;
+                record_state(txn, &event, state_pos.unwrap_or(pos), pos)?;
                 // The new event replaces the extremities it cites (spec:
                 // server-server-api.md, "Forward extremities").
                 {
@@ -477,6 +483,7 @@ impl EventsStore<'_> {
 
     /// The room's state as clients saw it right after position `pos`, from the log of
     /// current-state changes. Each event's `stream_pos` is where it entered the state.
+    /// State events known only as outliers (a room joined over federation) are included.
     pub async fn state_at(&self, room_id: &str, pos: i64) -> Result<Vec<StoredEvent>> {
         let room_id = room_id.to_owned();
         self.store
@@ -484,12 +491,42 @@ impl EventsStore<'_> {
                 // SQLite returns the other columns of the row holding MAX() (a documented
                 // "bare column" behaviour), which is what picks the newest change per key.
                 let mut stmt = conn.prepare_cached(
-                    "SELECT l.pos, e.event_id, e.room_id, e.json, e.redacted_by, e.txn_id, e.txn_device FROM \
-                     (SELECT event_id, MAX(stream_pos) AS pos FROM state_log WHERE room_id = ?1 AND stream_pos <= ?2 \
-                      GROUP BY event_type, state_key) l JOIN events e ON e.event_id = l.event_id",
+                    "SELECT event_id, MAX(stream_pos) FROM state_log WHERE room_id = ?1 AND stream_pos <= ?2 \
+                     GROUP BY event_type, state_key",
                 )?;
-                let rows = stmt.query_map(params![room_id, pos], event_from_row)?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
+                let entries: Vec<(Option<String>, i64)> = stmt
+                    .query_map(params![room_id, pos], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut in_timeline = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
+                ))?;
+                let mut outlier = conn.prepare_cached(
+                    "SELECT event_id, room_id, json FROM outliers WHERE event_id = ?1",
+                )?;
+                let mut events = Vec::with_capacity(entries.len());
+                for (event_id, at) in entries {
+                    let Some(event_id) = event_id else { continue };
+                    let found = match in_timeline.query_row([&event_id], event_from_row).optional()? {
+                        Some(event) => Some(event),
+                        None => outlier
+                            .query_row([&event_id], |row| {
+                                Ok(StoredEvent {
+                                    stream_pos: 0,
+                                    event_id: row.get(0)?,
+                                    room_id: row.get(1)?,
+                                    json: row.get(2)?,
+                                    redacted_by: None,
+                                    txn: None,
+                                })
+                            })
+                            .optional()?,
+                    };
+                    if let Some(mut event) = found {
+                        event.stream_pos = at;
+                        events.push(event);
+                    }
+                }
+                Ok(events)
             })
             .await
     }
@@ -649,7 +686,7 @@ fn current_state_ids(conn: &Connection, room_id: &str) -> rusqlite::Result<State
 }
 
 /// Records the state after the event and moves the room's current state.
-fn record_state(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()> {
+fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i64) -> Result<()> {
     let before = match &event.state_before {
         StateBefore::Current => current_group(txn, &event.room_id)?,
         StateBefore::Group(group) => Some(*group),
@@ -691,14 +728,18 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()>
             let old = current_state_ids(txn, &event.room_id)?;
             for ((event_type, state_key), event_id) in resolved {
                 if old.get(&(event_type.clone(), state_key.clone())) != Some(event_id) {
-                    let membership = membership_of(txn, event_id)?;
+                    let (membership, at) = if *event_id == event.event_id {
+                        (event.membership.clone(), pos)
+                    } else {
+                        (membership_of(txn, event_id)?, state_pos)
+                    };
                     set_current(
                         txn,
                         &event.room_id,
                         (event_type, state_key),
                         Some(event_id),
                         membership.as_deref(),
-                        pos,
+                        at,
                     )?;
                 }
             }
@@ -710,7 +751,7 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()>
                         (event_type, state_key),
                         None,
                         None,
-                        pos,
+                        state_pos,
                     )?;
                 }
             }

@@ -530,3 +530,146 @@ async fn a_synapse_user_joins_a_kith_room_by_alias_and_messages_flow_both_ways()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_kith_user_joins_a_synapse_room_by_alias_and_messages_flow_both_ways() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = sam
+        .create_room(json!({
+            "room_alias_name": "garden", "name": "Garden", "preset": "public_chat",
+            "topic": "Tomatoes and such",
+        }))
+        .await;
+    let (status, _) = sam.send_text(&room_id, "s0", "before Alice came").await;
+    assert_eq!(status, 200);
+    let mut sam_since = Some(
+        sam.sync(None, 0).await["next_batch"]
+            .as_str()
+            .expect("batch")
+            .to_owned(),
+    );
+
+    // Kith asks Synapse for the alias, then for a join template, signs it, sends it, and
+    // checks the state and auth chain Synapse answers with.
+    let (status, joined) = alice
+        .join(&url_encode(&format!("#garden:{}", synapse.server_name)))
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    assert_eq!(joined["room_id"], room_id.as_str());
+
+    // Alice's first sync shows the room with its state: name, topic and both members.
+    let sync = alice.sync(None, 0).await;
+    let room = &sync["rooms"]["join"][room_id.as_str()];
+    let state: Vec<&Value> = room["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(room["timeline"]["events"].as_array().into_iter().flatten())
+        .collect();
+    let find = |t: &str, k: &str| {
+        state
+            .iter()
+            .find(|e| e["type"] == t && e["state_key"] == k)
+            .map(|e| e["content"].clone())
+    };
+    assert_eq!(
+        find("m.room.name", "").expect("name")["name"],
+        "Garden",
+        "{room}"
+    );
+    assert_eq!(
+        find("m.room.topic", "").expect("topic")["topic"],
+        "Tomatoes and such"
+    );
+    assert_eq!(
+        find("m.room.member", &sam.user_id).expect("sam")["membership"],
+        "join"
+    );
+    assert_eq!(
+        find("m.room.member", &alice.user_id).expect("alice")["membership"],
+        "join"
+    );
+    let (status, name) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"
+        ))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(name["name"], "Garden");
+    let mut alice_since = sync["next_batch"].as_str().map(str::to_owned);
+
+    // Synapse's side: Sam sees Alice join, and her message; Alice sees Sam's.
+    let (status, sent) = alice.send_text(&room_id, "a1", "hello from Kith").await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(&sam, &mut sam_since, &room_id, "hello from Kith", || {
+        synapse.log_tail()
+    })
+    .await;
+    let (status, sent) = sam.send_text(&room_id, "s1", "hello from Synapse").await;
+    assert_eq!(status, 200, "{sent}");
+    wait_for_message(
+        &alice,
+        &mut alice_since,
+        &room_id,
+        "hello from Synapse",
+        || synapse.log_tail(),
+    )
+    .await;
+
+    // Sam renames the room; Alice's state follows.
+    let (status, _) = sam
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"),
+            json!({ "name": "Vegetable garden" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, name) = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"
+            ))
+            .await;
+        assert_eq!(status, 200, "{name}");
+        if name["name"] == "Vegetable garden" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rename never arrived\n{}",
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Alice leaves; Sam's member list no longer has her.
+    let (status, left) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/leave"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{left}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, members) = sam
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/joined_members"
+            ))
+            .await;
+        assert_eq!(status, 200, "{members}");
+        if members["joined"].get(&alice.user_id).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alice's leave never arrived\n{}",
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,6 +1,10 @@
 //! Room creation and membership (spec: client-server-api/_index.md, "Rooms", "Room membership").
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+};
+use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -87,26 +91,70 @@ pub(crate) async fn join_room_by_id(
     let room_id = parse_room_id(&room_id)?;
     services
         .rooms
-        .join(&session.user_id, &room_id, body.reason.as_deref())
+        .join(&session.user_id, &room_id, body.reason.as_deref(), &[])
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
-/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+/// The servers a client names to join through: `via`, and the deprecated `server_name`
+/// (spec: client-server-api, `POST /join/{roomIdOrAlias}`), each repeatable.
+fn via_servers(query: Option<&str>) -> Vec<OwnedServerName> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| {
+            pair.strip_prefix("via=")
+                .or_else(|| pair.strip_prefix("server_name="))
+        })
+        .filter_map(|s| ServerName::parse(percent_decode(s)).ok())
+        .collect()
+}
+
+/// Decodes `%XX` escapes of a query value (server names hold only ASCII).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = value.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: an alias of another server is asked of
+/// that server, which also names servers to join through.
 pub(crate) async fn join_room_by_id_or_alias(
     State(services): State<Services>,
     AuthedUser(session): AuthedUser,
     PathParams(room): PathParams<String>,
+    RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<Value>> {
+    let mut via = via_servers(query.as_deref());
     let room_id = if room.starts_with('#') {
-        services.rooms.resolve_alias(&parse_alias(&room)?).await?.0
+        let alias = parse_alias(&room)?;
+        let (room_id, servers) = if alias.server_name() == &*services.identity.server_name {
+            services.rooms.resolve_alias(&alias).await?
+        } else {
+            services.federation.query_directory(&alias).await?
+        };
+        via.extend(servers);
+        room_id
     } else {
         parse_room_id(&room)?
     };
     services
         .rooms
-        .join(&session.user_id, &room_id, body.reason.as_deref())
+        .join(&session.user_id, &room_id, body.reason.as_deref(), &via)
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }

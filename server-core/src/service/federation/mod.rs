@@ -756,3 +756,74 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     }
     Ok(body)
 }
+
+/// Percent-encodes one path segment (a room, user or event ID) of a federation URL.
+pub fn path_segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Federation {
+    /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}` (spec: "Joining Rooms"):
+    /// a join event template from a server in the room, listing the room versions we
+    /// support. Returns (room version, template).
+    pub async fn make_join(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+        versions: &[&str],
+    ) -> Result<(String, Value)> {
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(user_id.as_str())
+        );
+        let query: Vec<(&str, &str)> = versions.iter().map(|v| ("ver", *v)).collect();
+        let answer = self
+            .request(server, Method::GET, &path, &query, None, true)
+            .await?;
+        let version = answer
+            .get("room_version")
+            .and_then(Value::as_str)
+            .unwrap_or("1")
+            .to_owned();
+        let event = answer
+            .get("event")
+            .filter(|e| e.is_object())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} gave no join event template"),
+                )
+            })?;
+        Ok((version, event))
+    }
+
+    /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`: our signed join, answered
+    /// with the room's state and auth chain.
+    pub async fn send_join(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        event_id: &ruma::EventId,
+        event: &Value,
+    ) -> Result<Value> {
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(event_id.as_str())
+        );
+        self.request(server, Method::PUT, &path, &[], Some(event), true)
+            .await
+    }
+}

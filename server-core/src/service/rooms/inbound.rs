@@ -261,7 +261,7 @@ impl Rooms {
 
     /// Step 2: the signatures, and the content hash (a mismatch keeps the event redacted).
     /// The inner error is a rejection reason.
-    async fn verified(
+    pub(super) async fn verified(
         &self,
         event_id: &EventId,
         room_id: &RoomId,
@@ -320,7 +320,12 @@ impl Rooms {
             Ok(pdu) => pdu,
             Err(e) => return Ok(Err(format!("it is not a valid event: {e}"))),
         };
-        if pdu.room_id.as_deref() != Some(room_id) {
+        // A v12 create event has no room_id: its ID is the room's (spec: rooms/v12.md).
+        let v12_create = pdu.room_id.is_none()
+            && rules.authorization.room_create_event_id_as_room_id
+            && pdu.kind == ruma::events::TimelineEventType::RoomCreate
+            && event_id.as_str()[1..] == room_id.as_str()[1..];
+        if pdu.room_id.as_deref() != Some(room_id) && !v12_create {
             return Ok(Err("its room_id is not the room's".to_owned()));
         }
         Ok(Ok((pdu, json)))
@@ -328,18 +333,8 @@ impl Rooms {
 
     /// Events of the room graph (timeline or outliers) by ID; unknown ones are skipped.
     pub(super) async fn graph_pdus(&self, ids: &[OwnedEventId]) -> Result<Vec<Pdu>> {
-        let rows = self
-            .store
-            .events()
-            .graph_events(ids.iter().map(ToString::to_string).collect())
-            .await?;
-        rows.into_iter()
-            .map(|(id, room, json)| {
-                let id = EventId::parse(id).map_err(Error::internal)?;
-                let room = RoomId::parse(room).map_err(Error::internal)?;
-                Pdu::from_stored(id, &room, &json).map_err(Error::internal)
-            })
-            .collect()
+        self.pdus(ids.iter().map(ToString::to_string).collect())
+            .await
     }
 
     /// ruma's state-dependent auth rules for `pdu` against `state`. The inner error is the

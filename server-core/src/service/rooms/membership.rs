@@ -6,7 +6,7 @@
 //! that remain are the ones the auth rules cannot see (the room must be known here, a kick
 //! must target a member).
 
-use ruma::{OwnedEventId, OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{Rooms, timeline::EventDraft};
@@ -67,23 +67,43 @@ impl Rooms {
         user_id: &UserId,
         room_id: &RoomId,
         reason: Option<&str>,
+        via: &[OwnedServerName],
     ) -> Result<()> {
         if let Some(m) = self.membership(room_id, user_id).await?
             && m.membership == "join"
         {
             return Ok(());
         }
-        if self
+        let ours = self.identity.server_name.as_str();
+        let resident = self
             .store
-            .rooms()
-            .version(room_id.as_str())
+            .events()
+            .joined_servers(room_id.as_str())
             .await?
-            .is_none()
-        {
-            // Joining rooms on other servers needs federation (a later part of Kith).
-            return Err(Error::not_found(
-                "This server does not know that room, and joins over federation are not available yet.",
-            ));
+            .iter()
+            .any(|s| s == ours);
+        if !resident {
+            // Over federation, through the servers the client named, and the room ID's own
+            // server (room versions before 12 carry one).
+            let mut servers = via.to_vec();
+            if let Some(server) = room_id.server_name() {
+                servers.push(server.to_owned());
+            }
+            servers.dedup();
+            if servers.iter().any(|s| s.as_str() != ours) {
+                return self.join_remote(user_id, room_id, &servers, reason).await;
+            }
+            if self
+                .store
+                .rooms()
+                .version(room_id.as_str())
+                .await?
+                .is_none()
+            {
+                return Err(Error::not_found(
+                    "This server does not know that room; name a server in it (`via`) to join it over federation.",
+                ));
+            }
         }
         self.set_membership(room_id, user_id, user_id, "join", reason)
             .await

@@ -8,6 +8,7 @@
 mod create;
 mod directory;
 mod inbound;
+mod join_remote;
 mod joins;
 mod membership;
 mod push;
@@ -25,6 +26,7 @@ pub use self::{
     create::CreateRoom,
     directory::DirectoryFilter,
     inbound::{Incoming, Outcome},
+    join_remote::SUPPORTED_VERSIONS as FEDERATED_ROOM_VERSIONS,
     read::{Direction, EventFilter, Page},
     timeline::EventDraft,
 };
@@ -151,14 +153,19 @@ impl Rooms {
         Pdu::from_stored(event_id, &room_id, &stored.json).map_err(Error::internal)
     }
 
-    /// Loads and parses events by ID (unknown ones skipped).
+    /// Loads and parses events of the room graph by ID, from the timeline or the outliers
+    /// (unknown ones skipped).
     pub(crate) async fn pdus(&self, event_ids: Vec<String>) -> Result<Vec<Pdu>> {
         self.store
             .events()
-            .get_many(event_ids)
+            .graph_events(event_ids)
             .await?
-            .iter()
-            .map(|e| self.parse(e))
+            .into_iter()
+            .map(|(id, room, json)| {
+                let id = ruma::EventId::parse(id).map_err(Error::internal)?;
+                let room = RoomId::parse(room).map_err(Error::internal)?;
+                Pdu::from_stored(id, &room, &json).map_err(Error::internal)
+            })
             .collect()
     }
 

@@ -1,0 +1,340 @@
+//! A local user joining a room that lives on other servers (spec: server-server-api.md,
+//! "Joining Rooms"): `make_join` on a server in the room, sign the template, `send_join`,
+//! then check the state and auth chain it answers with before taking any of it.
+//!
+//! What is checked: every event's signatures and hashes (as for any PDU), that the state
+//! holds the room's create event of the advertised version, and that each state event is
+//! allowed by its own auth events. Events that fail are dropped, as Synapse does. The
+//! state and auth chain are kept as outliers; the join is appended to the timeline with
+//! that state before it, so `/sync` shows the room with its state at once.
+
+use std::collections::HashMap;
+
+use ruma::{
+    CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, RoomId,
+    RoomVersionId, UserId,
+    events::StateEventType,
+    room_version_rules::RoomVersionRules,
+    signatures::{hash_and_sign_event, reference_hash},
+    state_res::{check_state_dependent_auth_rules, check_state_independent_auth_rules},
+};
+use serde_json::Value;
+
+use super::{Rooms, timeline::Placement};
+use crate::{
+    error::{Error, ErrorKind, Result},
+    pdu::Pdu,
+    storage::{NewCurrent, StateBefore, StateIds},
+};
+
+/// The room versions Kith joins over federation.
+pub const SUPPORTED_VERSIONS: &[&str] = &["10", "11", "12"];
+
+impl Rooms {
+    /// Joins `user_id` to a room this server is not in, through the first of `via` that
+    /// lets it. The last server's error is returned when none does.
+    pub async fn join_remote(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        via: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let ours = self.identity.server_name.clone();
+        let mut last_error =
+            Error::not_found("No server that could help to join this room is known.");
+        for server in via.iter().filter(|s| **s != ours) {
+            match self.join_through(server, user_id, room_id, reason).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e, "remote join failed");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn join_through(
+        &self,
+        server: &OwnedServerName,
+        user_id: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let (version, template) = self
+            .federation
+            .make_join(server, room_id, user_id, SUPPORTED_VERSIONS)
+            .await?;
+        if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
+            return Err(Error::new(
+                ErrorKind::UnsupportedRoomVersion,
+                format!("The room is of version {version}, which Kith cannot join yet."),
+            ));
+        }
+        let version = RoomVersionId::try_from(version.as_str()).map_err(Error::internal)?;
+        let rules = version
+            .rules()
+            .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
+
+        // Our join: the template with our content, time, hashes and signature.
+        let mut event = match CanonicalJsonValue::try_from(template) {
+            Ok(CanonicalJsonValue::Object(object)) => object,
+            _ => {
+                return Err(bad_gateway(
+                    server,
+                    "a join template that is not canonical JSON",
+                ));
+            }
+        };
+        let is_ours = |key: &str| event.get(key).and_then(as_str) == Some(user_id.as_str());
+        if !is_ours("sender")
+            || !is_ours("state_key")
+            || event.get("type").and_then(as_str) != Some("m.room.member")
+            || event.get("room_id").and_then(as_str) != Some(room_id.as_str())
+        {
+            return Err(bad_gateway(server, "a join template for another event"));
+        }
+        let mut content = self.member_content(user_id, "join", reason).await?;
+        if let Some(via_user) = event
+            .get("content")
+            .and_then(|c| match c {
+                CanonicalJsonValue::Object(c) => c.get("join_authorised_via_users_server"),
+                _ => None,
+            })
+            .and_then(as_str)
+        {
+            // spec: rooms/v8.md, restricted rooms: the resident server names who authorises.
+            content["join_authorised_via_users_server"] = Value::from(via_user);
+        }
+        event.insert(
+            "content".to_owned(),
+            CanonicalJsonValue::try_from(content).map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin_server_ts".to_owned(),
+            CanonicalJsonValue::try_from(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
+                .map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin".to_owned(),
+            CanonicalJsonValue::String(self.identity.server_name.to_string()),
+        );
+        for key in ["event_id", "hashes", "signatures", "unsigned"] {
+            event.remove(key);
+        }
+        hash_and_sign_event(
+            self.identity.server_name.as_str(),
+            &self.identity.signing_key,
+            &mut event,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id = EventId::parse(format!(
+            "${}",
+            reference_hash(&event, &rules).map_err(Error::internal)?
+        ))
+        .map_err(Error::internal)?;
+        let event_json = serde_json::to_value(&event)?;
+
+        let answer = self
+            .federation
+            .send_join(server, room_id, &event_id, &event_json)
+            .await?;
+
+        // The resident server may have co-signed our join (restricted rooms): use its copy
+        // when it is the same event.
+        let join_object = match answer
+            .get("event")
+            .cloned()
+            .map(CanonicalJsonValue::try_from)
+        {
+            Some(Ok(CanonicalJsonValue::Object(theirs)))
+                if reference_hash(&theirs, &rules).ok().as_deref()
+                    == Some(&event_id.as_str()[1..]) =>
+            {
+                theirs
+            }
+            _ => event,
+        };
+
+        let received = self
+            .checked_events(server, room_id, &rules, &answer)
+            .await?;
+        let state: StateIds = answer
+            .get("state")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let object = CanonicalJsonValue::try_from(e.clone()).ok()?;
+                let CanonicalJsonValue::Object(object) = object else {
+                    return None;
+                };
+                let id = format!("${}", reference_hash(&object, &rules).ok()?);
+                let pdu = received.get(id.as_str())?;
+                Some(((pdu.0.kind.to_string(), pdu.0.state_key.clone()?), id))
+            })
+            .collect();
+        let create_id = state
+            .get(&("m.room.create".to_owned(), String::new()))
+            .ok_or_else(|| bad_gateway(server, "a room state without its create event"))?;
+        let create = &received
+            .get(create_id.as_str())
+            .ok_or_else(|| bad_gateway(server, "a room state without its create event"))?
+            .0;
+        let create_version = create.content_value()["room_version"]
+            .as_str()
+            .unwrap_or("1")
+            .to_owned();
+        if create_version != version.as_str() {
+            return Err(bad_gateway(
+                server,
+                "a create event of another room version than it advertised",
+            ));
+        }
+
+        // Keep the state and auth chain, then append our join with that state before it.
+        for (id, (_, json)) in &received {
+            self.store
+                .events()
+                .store_outlier(id, room_id.as_str(), json.clone(), false)
+                .await?;
+        }
+        let join_json = serde_json::to_string(&join_object)?;
+        let join =
+            Pdu::from_stored(event_id.clone(), room_id, &join_json).map_err(Error::internal)?;
+        if let Err(reason) = self.auth_against(&rules, &join, &state).await? {
+            return Err(Error::forbidden(format!(
+                "The room's state does not allow this join: {reason}."
+            )));
+        }
+        let _guard = self.lock(room_id).await;
+        self.store
+            .rooms()
+            .create(room_id.as_str(), version.as_str(), create.sender.as_str())
+            .await?;
+        let mut after = state.clone();
+        after.insert(
+            ("m.room.member".to_owned(), user_id.to_string()),
+            event_id.to_string(),
+        );
+        let placement = Placement {
+            state_before: StateBefore::Ids(state),
+            new_current: NewCurrent::Resolved(after),
+            destinations: Vec::new(),
+        };
+        self.append(join, join_json, None, None, placement).await?;
+        Ok(())
+    }
+
+    /// The `state` and `auth_chain` of a send_join answer, each checked (signatures, hashes,
+    /// auth against its own auth events); the ones that fail are dropped. Keyed by event ID.
+    async fn checked_events(
+        &self,
+        server: &OwnedServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        answer: &Value,
+    ) -> Result<HashMap<String, (Pdu, String)>> {
+        let mut events: HashMap<String, (Pdu, String)> = HashMap::new();
+        for key in ["auth_chain", "state"] {
+            for raw in answer
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Ok(CanonicalJsonValue::Object(object)) =
+                    CanonicalJsonValue::try_from(raw.clone())
+                else {
+                    continue;
+                };
+                let Ok(hash) = reference_hash(&object, rules) else {
+                    continue;
+                };
+                let Ok(event_id) = EventId::parse(format!("${hash}")) else {
+                    continue;
+                };
+                if events.contains_key(event_id.as_str()) {
+                    continue;
+                }
+                match self.verified(&event_id, room_id, rules, object).await? {
+                    Ok(verified) => {
+                        events.insert(event_id.to_string(), verified);
+                    }
+                    Err(reason) => {
+                        tracing::info!(%server, %event_id, %reason, "send_join event dropped");
+                    }
+                }
+            }
+        }
+        // Each event must be allowed by its own auth events.
+        let by_id: HashMap<OwnedEventId, &Pdu> = events
+            .values()
+            .map(|(pdu, _)| (pdu.event_id.clone(), pdu))
+            .collect();
+        let create_id: Option<OwnedEventId> = rules
+            .authorization
+            .room_create_event_id_as_room_id
+            .then(|| EventId::parse(format!("${}", &room_id.as_str()[1..])).ok())
+            .flatten();
+        let mut refused = Vec::new();
+        for (pdu, _) in events.values() {
+            let mut auth: Vec<&Pdu> = pdu
+                .auth_events
+                .iter()
+                .filter_map(|id| by_id.get(id).copied())
+                .collect();
+            if let Some(create) = create_id.as_ref().and_then(|id| by_id.get(id)) {
+                auth.push(create);
+            }
+            let auth_by_id: HashMap<&EventId, &Pdu> =
+                auth.iter().map(|p| (p.event_id.as_ref(), *p)).collect();
+            let auth_by_key: HashMap<(String, String), &Pdu> = auth
+                .iter()
+                .map(|p| {
+                    (
+                        (p.kind.to_string(), p.state_key.clone().unwrap_or_default()),
+                        *p,
+                    )
+                })
+                .collect();
+            let allowed =
+                check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| {
+                    auth_by_id.get(id).copied()
+                })
+                .and_then(|()| {
+                    check_state_dependent_auth_rules(
+                        &rules.authorization,
+                        pdu,
+                        |t: &StateEventType, k: &str| {
+                            auth_by_key.get(&(t.to_string(), k.to_owned())).copied()
+                        },
+                    )
+                });
+            if let Err(reason) = allowed {
+                tracing::info!(%server, event_id = %pdu.event_id, %reason, "send_join event not allowed by its auth events");
+                refused.push(pdu.event_id.to_string());
+            }
+        }
+        for id in refused {
+            events.remove(&id);
+        }
+        Ok(events)
+    }
+}
+
+fn as_str(value: &CanonicalJsonValue) -> Option<&str> {
+    match value {
+        CanonicalJsonValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn bad_gateway(server: &OwnedServerName, what: &str) -> Error {
+    Error::new(
+        ErrorKind::BadGateway,
+        format!("{server} answered the join with {what}."),
+    )
+}
