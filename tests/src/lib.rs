@@ -117,6 +117,14 @@ impl TestServer {
         TestServer::start_in(config, dir).await
     }
 
+    /// Stops the server gracefully, keeping its data dir, so that [`TestServer::restart`]
+    /// can bring it back later (an outage).
+    pub async fn shut_down(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops");
+        }
+    }
+
     /// Takes the running server out, to stop it by hand while requests are in flight.
     pub fn take_server(&mut self) -> RunningServer {
         self.server.take().expect("server running")

@@ -87,6 +87,17 @@ pub fn router(services: Services) -> Router {
         )
         .route("/_matrix/federation/v1/event/{event_id}", get(event))
         .route(
+            "/_matrix/federation/v1/get_missing_events/{room_id}",
+            axum::routing::post(get_missing_events),
+        )
+        .route("/_matrix/federation/v1/backfill/{room_id}", get(backfill))
+        .route("/_matrix/federation/v1/state_ids/{room_id}", get(state_ids))
+        .route("/_matrix/federation/v1/state/{room_id}", get(state))
+        .route(
+            "/_matrix/federation/v1/event_auth/{room_id}/{event_id}",
+            get(event_auth),
+        )
+        .route(
             "/_matrix/federation/v1/publicRooms",
             get(public_rooms).post(public_rooms_filtered),
         )
@@ -401,7 +412,7 @@ async fn send_transaction(
             }
         };
         let event_id = incoming.event_id.to_string();
-        let result = match services.rooms.receive(incoming).await {
+        let result = match services.rooms.receive(origin, incoming).await {
             Ok(Outcome::Accepted | Outcome::SoftFailed) => json!({}),
             Ok(Outcome::Rejected(reason)) => json!({ "error": reason }),
             Err(Error::Internal(e)) => return Err(Error::Internal(e)),
@@ -595,15 +606,155 @@ async fn event(
     PathParams(event_id): PathParams<String>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let event_id = ruma::EventId::parse(&event_id)
-        .map_err(|_| Error::invalid_param(format!("{event_id} is not an event ID.")))?;
+    let event_id = parse_event_id(&event_id)?;
     let pdu = services
         .rooms
         .event_for_server(&signed.origin, &event_id)
         .await?;
-    Ok(Json(json!({
+    Ok(pdu_list(&services, vec![pdu]))
+}
+
+fn parse_event_id(id: &str) -> Result<ruma::OwnedEventId> {
+    ruma::EventId::parse(id).map_err(|_| Error::invalid_param(format!("{id} is not an event ID.")))
+}
+
+/// A PDU list answer: `{origin, origin_server_ts, pdus}` (spec: "Transactions" format).
+fn pdu_list(services: &Services, pdus: Vec<Value>) -> Json<Value> {
+    Json(json!({
         "origin": services.federation.server_name(),
         "origin_server_ts": ruma::MilliSecondsSinceUnixEpoch::now(),
-        "pdus": [pdu],
+        "pdus": pdus,
+    }))
+}
+
+#[derive(Deserialize)]
+struct MissingEventsBody {
+    #[serde(default)]
+    earliest_events: Vec<String>,
+    latest_events: Vec<String>,
+    limit: Option<usize>,
+    min_depth: Option<u64>,
+}
+
+/// `POST /_matrix/federation/v1/get_missing_events/{roomId}`
+async fn get_missing_events(
+    State(services): State<Services>,
+    PathParams(room_id): PathParams<String>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let body: MissingEventsBody = signed.json()?;
+    let earliest = body
+        .earliest_events
+        .iter()
+        .map(|id| parse_event_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    let latest = body
+        .latest_events
+        .iter()
+        .map(|id| parse_event_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    let events = services
+        .rooms
+        .missing_events_for_server(
+            &signed.origin,
+            &room_id,
+            &earliest,
+            &latest,
+            body.limit.unwrap_or(10),
+            body.min_depth.unwrap_or(0),
+        )
+        .await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+/// `GET /_matrix/federation/v1/backfill/{roomId}?v=...&limit=`
+async fn backfill(
+    State(services): State<Services>,
+    PathParams(room_id): PathParams<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let mut from = Vec::new();
+    let mut limit = 10;
+    for pair in query.as_deref().unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("v=") {
+            from.push(parse_event_id(&super::percent_decoded(v))?);
+        } else if let Some(l) = pair.strip_prefix("limit=") {
+            limit = l
+                .parse()
+                .map_err(|_| Error::invalid_param("limit must be a number."))?;
+        }
+    }
+    if from.is_empty() {
+        return Err(Error::new(ErrorKind::MissingParam, "v is required."));
+    }
+    let pdus = services
+        .rooms
+        .backfill_for_server(&signed.origin, &room_id, &from, limit)
+        .await?;
+    Ok(pdu_list(&services, pdus))
+}
+
+#[derive(Deserialize)]
+struct EventIdQuery {
+    event_id: Option<String>,
+}
+
+async fn state_query(
+    services: &Services,
+    room_id: &str,
+    query: EventIdQuery,
+    signed: &Signed,
+) -> Result<(Vec<ruma::OwnedEventId>, Vec<ruma::OwnedEventId>)> {
+    let room_id = super::parse_room_id(room_id)?;
+    let event_id = query
+        .event_id
+        .ok_or_else(|| Error::new(ErrorKind::MissingParam, "event_id is required."))?;
+    let event_id = parse_event_id(&event_id)?;
+    services
+        .rooms
+        .state_before_for_server(&signed.origin, &room_id, &event_id)
+        .await
+}
+
+/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`
+async fn state_ids(
+    State(services): State<Services>,
+    PathParams(room_id): PathParams<String>,
+    QueryParams(query): QueryParams<EventIdQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let (state, chain) = state_query(&services, &room_id, query, &signed).await?;
+    Ok(Json(json!({ "pdu_ids": state, "auth_chain_ids": chain })))
+}
+
+/// `GET /_matrix/federation/v1/state/{roomId}?event_id=`
+async fn state(
+    State(services): State<Services>,
+    PathParams(room_id): PathParams<String>,
+    QueryParams(query): QueryParams<EventIdQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let (state, chain) = state_query(&services, &room_id, query, &signed).await?;
+    Ok(Json(json!({
+        "pdus": services.rooms.pdu_json(&state).await?,
+        "auth_chain": services.rooms.pdu_json(&chain).await?,
     })))
+}
+
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`
+async fn event_auth(
+    State(services): State<Services>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let event_id = parse_event_id(&event_id)?;
+    let chain = services
+        .rooms
+        .event_auth_for_server(&signed.origin, &room_id, &event_id)
+        .await?;
+    Ok(Json(json!({ "auth_chain": chain })))
 }

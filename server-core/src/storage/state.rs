@@ -147,6 +147,21 @@ impl StateStore<'_> {
             .await
     }
 
+    /// Records the state after an event known without its history (across a gap).
+    pub async fn set_after(&self, event_id: &str, room_id: &str, state: StateIds) -> Result<()> {
+        let (event_id, room_id) = (event_id.to_owned(), room_id.to_owned());
+        self.store
+            .write(move |txn| {
+                let group = snapshot(txn, &room_id, &state)?;
+                txn.execute(
+                    "INSERT OR REPLACE INTO event_state (event_id, group_id) VALUES (?1, ?2)",
+                    params![event_id, group],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     /// The group of the state after an event.
     pub async fn group_of(&self, event_id: &str) -> Result<Option<i64>> {
         let event_id = event_id.to_owned();

@@ -8,6 +8,7 @@ mod accounts;
 mod e2ee;
 mod e2ee_sdk;
 mod federation;
+mod federation_rooms;
 mod matrix_sdk_client;
 mod media;
 mod push_rules;

@@ -673,3 +673,79 @@ async fn a_kith_user_joins_a_synapse_room_by_alias_and_messages_flow_both_ways()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn kith_gets_what_synapse_said_while_kith_was_down() {
+    let mut kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Porch", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+
+    // Kith is down while Sam talks; Synapse cannot deliver and backs off.
+    kith.shut_down().await;
+    for i in 0..4 {
+        let (status, _) = sam
+            .send_text(
+                &room_id,
+                &format!("gap-{i}"),
+                &format!("while you were out {i}"),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let kith = kith.restart().await;
+    let (status, login) = kith.login("alice", "password").await;
+    assert_eq!(status, 200, "{login}");
+    let alice = kith.anonymous().with_login(&login);
+
+    // Synapse delivers what it could not (its retries outlast a short outage; a long one
+    // makes it send only its newest event, and Kith fills the gap with get_missing_events,
+    // which `federation_rooms` shows between two Kith servers).
+    let mut alice_since = Some(
+        alice.sync(None, 0).await["next_batch"]
+            .as_str()
+            .expect("batch")
+            .to_owned(),
+    );
+    let (status, _) = alice.send_text(&room_id, "back", "I'm back").await;
+    assert_eq!(status, 200);
+    let (status, _) = sam.send_text(&room_id, "after", "welcome back").await;
+    assert_eq!(status, 200);
+    let seen = wait_for_message(&alice, &mut alice_since, &room_id, "welcome back", || {
+        synapse.log_tail()
+    })
+    .await;
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=30"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    for i in 0..4 {
+        let missed = format!("while you were out {i}");
+        assert!(
+            bodies.contains(&missed.as_str()),
+            "{missed:?} is missing from {bodies:?} (sync saw {seen:?})\n{}",
+            synapse.log_tail()
+        );
+    }
+}

@@ -106,28 +106,8 @@ fn via_servers(query: Option<&str>) -> Vec<OwnedServerName> {
             pair.strip_prefix("via=")
                 .or_else(|| pair.strip_prefix("server_name="))
         })
-        .filter_map(|s| ServerName::parse(percent_decode(s)).ok())
+        .filter_map(|s| ServerName::parse(crate::api::percent_decoded(s)).ok())
         .collect()
-}
-
-/// Decodes `%XX` escapes of a query value (server names hold only ASCII).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = value.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: an alias of another server is asked of

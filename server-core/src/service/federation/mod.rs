@@ -827,3 +827,92 @@ impl Federation {
             .await
     }
 }
+
+impl Federation {
+    /// `POST /_matrix/federation/v1/get_missing_events/{roomId}` (spec: "Retrieving missing
+    /// events"): events between what we have (`earliest`) and `latest`, at most `limit`.
+    pub async fn get_missing_events(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        earliest: &[String],
+        latest: &[String],
+        limit: u32,
+    ) -> Result<Vec<Value>> {
+        let path = format!(
+            "/_matrix/federation/v1/get_missing_events/{}",
+            path_segment(room_id.as_str())
+        );
+        let body = json!({
+            "earliest_events": earliest,
+            "latest_events": latest,
+            "limit": limit,
+            "min_depth": 0,
+        });
+        let answer = self
+            .request(server, Method::POST, &path, &[], Some(&body), true)
+            .await?;
+        Ok(answer
+            .get("events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=`: the IDs of the room state
+    /// before `event_id`... and of its auth chain, as (state, auth chain).
+    pub async fn state_ids(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let path = format!(
+            "/_matrix/federation/v1/state_ids/{}",
+            path_segment(room_id.as_str())
+        );
+        let answer = self
+            .request(
+                server,
+                Method::GET,
+                &path,
+                &[("event_id", event_id.as_str())],
+                None,
+                true,
+            )
+            .await?;
+        let ids = |key: &str| -> Vec<String> {
+            answer
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok((ids("pdu_ids"), ids("auth_chain_ids")))
+    }
+
+    /// `GET /_matrix/federation/v1/event/{eventId}`: one event's PDU.
+    pub async fn event(&self, server: &ServerName, event_id: &ruma::EventId) -> Result<Value> {
+        let path = format!(
+            "/_matrix/federation/v1/event/{}",
+            path_segment(event_id.as_str())
+        );
+        let answer = self
+            .request(server, Method::GET, &path, &[], None, true)
+            .await?;
+        answer
+            .get("pdus")
+            .and_then(Value::as_array)
+            .and_then(|pdus| pdus.first())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} answered without the event {event_id}"),
+                )
+            })
+    }
+}

@@ -63,8 +63,10 @@ impl Default for Senders {
 }
 
 impl Federation {
-    /// Starts sending what the outbox holds (after a restart: the catch-up).
+    /// Starts sending what the outbox holds (after a restart: the catch-up), also after
+    /// [`Federation::stop_sending`].
     pub async fn start_sending(&self) -> Result<()> {
+        self.inner.senders.stop.send_replace(false);
         for destination in self
             .inner
             .store
@@ -81,6 +83,10 @@ impl Federation {
     pub fn stop_sending(&self) {
         // `send_replace` stores the value even while no task listens.
         self.inner.senders.stop.send_replace(true);
+        // The tasks end at their next step; forget them, so a later start makes new ones.
+        if let Ok(mut workers) = self.inner.senders.workers.lock() {
+            workers.clear();
+        }
     }
 
     /// Queues an EDU for `destination`, durably, and wakes its sender.

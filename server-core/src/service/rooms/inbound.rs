@@ -15,13 +15,15 @@
 //!    the resolution of the states after each extremity.
 //!
 //! A PDU failing 2–4 is rejected: it never changes state and is remembered as rejected.
-//! A PDU whose auth or prev events are unknown here is refused for now: fetching them
-//! (`/event_auth`, `/get_missing_events`, `/state_ids`) is not done yet.
+//! Auth events unknown here are fetched from the sending server (`/event`) and kept as
+//! outliers once their signatures check out (their own auth is not checked yet). Unknown
+//! prev events are filled in with `/get_missing_events`, and where that leaves a gap, with
+//! the state before the gap from `/state_ids` (`fill_gap`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, ServerName,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     signatures::{
@@ -36,8 +38,14 @@ use ruma::{
 use serde_json::Value;
 
 use super::{Rooms, timeline::Placement};
+
+/// How many events one `get_missing_events` asks for.
+const MISSING_EVENTS_LIMIT: u32 = 20;
+
+/// How many events a gap may need fetched one by one before we give up on it.
+const MAX_FETCHED_EVENTS: usize = 2_000;
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorKind, Result},
     pdu::Pdu,
     storage::{NewCurrent, StateBefore, StateIds},
 };
@@ -108,17 +116,22 @@ impl Rooms {
     /// Checks and stores a PDU from another server (the module's walk). Errors are ours
     /// (storage) or a missing piece of the graph; a PDU that fails its checks is
     /// `Ok(Outcome::Rejected)`.
-    pub async fn receive(&self, incoming: Incoming) -> Result<Outcome> {
+    ///
+    /// Missing auth and prev events are asked of `origin`, the server that sent the PDU.
+    pub async fn receive(&self, origin: &ServerName, incoming: Incoming) -> Result<Outcome> {
         let _guard = self.lock(&incoming.room_id).await;
-        self.receive_locked(incoming, Vec::new()).await
+        self.receive_locked(incoming, Vec::new(), Some(origin))
+            .await
     }
 
     /// [`Rooms::receive`] with the room lock held; `destinations` are servers to pass the
-    /// event on to (for a join this server was asked to sign in).
+    /// event on to (for a join this server was asked to sign in). Without `origin`, no
+    /// missing event is fetched (the events a gap is filled with).
     pub(super) async fn receive_locked(
         &self,
         incoming: Incoming,
         destinations: Vec<String>,
+        origin: Option<&ServerName>,
     ) -> Result<Outcome> {
         let Incoming {
             event_id,
@@ -137,6 +150,19 @@ impl Rooms {
 
         // 3. Auth against its own auth events.
         let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
+        if auth_events.len() != pdu.auth_events.len()
+            && let Some(origin) = origin
+        {
+            let missing: Vec<OwnedEventId> = pdu
+                .auth_events
+                .iter()
+                .filter(|id| !auth_events.iter().any(|a| a.event_id == **id))
+                .cloned()
+                .collect();
+            self.fetch_outliers(origin, &room_id, &rules, &missing)
+                .await?;
+            auth_events = self.graph_pdus(&pdu.auth_events).await?;
+        }
         if auth_events.len() != pdu.auth_events.len() {
             return Err(Error::forbidden(format!(
                 "Some auth events of {event_id} are unknown here, and fetching them is not supported yet."
@@ -172,10 +198,16 @@ impl Rooms {
 
         // 4. Auth against the state before it.
         let prev: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-        let prev_states = self.store.state().after_events(prev.clone()).await?;
+        let mut prev_states = self.store.state().after_events(prev.clone()).await?;
+        if prev_states.iter().any(Option::is_none)
+            && let Some(origin) = origin
+        {
+            self.fill_gap(origin, &room_id, &rules, &pdu).await?;
+            prev_states = self.store.state().after_events(prev.clone()).await?;
+        }
         if prev_states.iter().any(Option::is_none) {
             return Err(Error::forbidden(format!(
-                "Some prev events of {event_id} are unknown here, and fetching missing events is not supported yet."
+                "The state before {event_id} cannot be worked out: some of its prev events are unknown here."
             )));
         }
         let prev_states: Vec<StateIds> = prev_states.into_iter().flatten().collect();
@@ -243,6 +275,166 @@ impl Rooms {
         };
         self.append(pdu, json, redaction, None, placement).await?;
         Ok(Outcome::Accepted)
+    }
+
+    /// Fills the gap before `pdu` (spec: server-server-api.md, "Retrieving missing events"):
+    /// first the events between our forward extremities and it, from `get_missing_events`,
+    /// each checked like any PDU; then, for a prev event still unknown, the state before it
+    /// from `/state_ids`, so the state after it is known without its history.
+    async fn fill_gap(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+    ) -> Result<()> {
+        let (extremities, _) = self.store.events().extremities(room_id.as_str()).await?;
+        match self
+            .federation
+            .get_missing_events(
+                origin,
+                room_id,
+                &extremities,
+                &[pdu.event_id.to_string()],
+                MISSING_EVENTS_LIMIT,
+            )
+            .await
+        {
+            Ok(mut missing) => {
+                missing.sort_by_key(|e| e.get("depth").and_then(Value::as_u64).unwrap_or(0));
+                for event in missing {
+                    let incoming = match self.incoming(event).await {
+                        Ok(incoming) if incoming.room_id == room_id => incoming,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::info!(%origin, error = %e, "missing event unusable");
+                            continue;
+                        }
+                    };
+                    let id = incoming.event_id.clone();
+                    // No further fetching from here: a gap is filled one level deep.
+                    let outcome = Box::pin(self.receive_locked(incoming, Vec::new(), None)).await;
+                    if let Err(e) = outcome {
+                        tracing::info!(%origin, event_id = %id, error = %e, "missing event not added");
+                    }
+                }
+            }
+            Err(e) => tracing::info!(%origin, %room_id, error = %e, "get_missing_events failed"),
+        }
+        let prev = pdu.prev_events.clone();
+        let states = self
+            .store
+            .state()
+            .after_events(prev.iter().map(ToString::to_string).collect())
+            .await?;
+        for (prev_id, state) in prev.iter().zip(states) {
+            if state.is_none() {
+                self.state_across_gap(origin, room_id, rules, prev_id)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Learns the state after `event_id` from `origin` without its history: `/state_ids`
+    /// for the state before it, the events of that state and their auth chains fetched and
+    /// checked as outliers, and the event itself.
+    async fn state_across_gap(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        event_id: &EventId,
+    ) -> Result<()> {
+        let (state_ids, auth_ids) = self.federation.state_ids(origin, room_id, event_id).await?;
+        let mut wanted: Vec<OwnedEventId> = state_ids
+            .iter()
+            .chain(&auth_ids)
+            .filter_map(|id| EventId::parse(id).ok())
+            .collect();
+        wanted.push(event_id.to_owned());
+        self.fetch_outliers(origin, room_id, rules, &wanted).await?;
+        let state_pdus = self
+            .graph_pdus(
+                &state_ids
+                    .iter()
+                    .filter_map(|id| EventId::parse(id).ok())
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let mut state: StateIds = state_pdus
+            .iter()
+            .filter(|p| p.state_key.is_some())
+            .map(|p| (state_key_of(p), p.event_id.to_string()))
+            .collect();
+        let Some(event) = self.graph_pdus(&[event_id.to_owned()]).await?.pop() else {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!("{origin} did not give the event {event_id}."),
+            ));
+        };
+        if event.state_key.is_some() {
+            state.insert(state_key_of(&event), event_id.to_string());
+        }
+        self.store
+            .state()
+            .set_after(event_id.as_str(), room_id.as_str(), state)
+            .await
+    }
+
+    /// Fetches events unknown here from `origin` one by one, checks their signatures and
+    /// hashes, and keeps them as outliers. Events that fail are skipped.
+    async fn fetch_outliers(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        ids: &[OwnedEventId],
+    ) -> Result<()> {
+        if ids.len() > MAX_FETCHED_EVENTS {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "{origin} would need {} events fetched one by one; at most {MAX_FETCHED_EVENTS} are.",
+                    ids.len()
+                ),
+            ));
+        }
+        let known: HashSet<OwnedEventId> = self
+            .graph_pdus(ids)
+            .await?
+            .into_iter()
+            .map(|p| p.event_id)
+            .collect();
+        for id in ids.iter().filter(|id| !known.contains(*id)) {
+            let object = match self.federation.event(origin, id).await {
+                Ok(value) => match CanonicalJsonValue::try_from(value) {
+                    Ok(CanonicalJsonValue::Object(object)) => object,
+                    _ => continue,
+                },
+                Err(e) => {
+                    tracing::info!(%origin, event_id = %id, error = %e, "event fetch failed");
+                    continue;
+                }
+            };
+            // The event must be the one asked for.
+            if reference_hash(&object, rules).ok().as_deref() != Some(&id.as_str()[1..]) {
+                tracing::info!(%origin, event_id = %id, "fetched event has another ID");
+                continue;
+            }
+            match self.verified(id, room_id, rules, object).await? {
+                Ok((_, json)) => {
+                    self.store
+                        .events()
+                        .store_outlier(id.as_str(), room_id.as_str(), json, false)
+                        .await?;
+                }
+                Err(reason) => {
+                    tracing::info!(%origin, event_id = %id, %reason, "fetched event dropped");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn rejected(

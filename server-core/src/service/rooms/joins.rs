@@ -150,7 +150,8 @@ impl Rooms {
         destinations.retain(|d| d != origin.as_str());
         let outcome = {
             let _guard = self.lock(room_id).await;
-            self.receive_locked(incoming, destinations).await?
+            self.receive_locked(incoming, destinations, Some(origin))
+                .await?
         };
         match outcome {
             Outcome::Accepted => {}

@@ -7,6 +7,7 @@
 
 mod create;
 mod directory;
+mod history;
 mod inbound;
 mod join_remote;
 mod joins;
