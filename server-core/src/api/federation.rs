@@ -85,6 +85,18 @@ pub fn router(services: Services) -> Router {
             "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
             axum::routing::put(send_join),
         )
+        .route(
+            "/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
+            get(make_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
+            axum::routing::put(send_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/invite/{room_id}/{event_id}",
+            axum::routing::put(invite),
+        )
         .route("/_matrix/federation/v1/event/{event_id}", get(event))
         .route(
             "/_matrix/federation/v1/get_missing_events/{room_id}",
@@ -757,4 +769,53 @@ async fn event_auth(
         .event_auth_for_server(&signed.origin, &room_id, &event_id)
         .await?;
     Ok(Json(json!({ "auth_chain": chain })))
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}` (spec: "Leaving Rooms
+/// (Rejecting Invites)").
+async fn make_leave(
+    State(services): State<Services>,
+    PathParams((room_id, user_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let user_id = parse_user_id(&user_id)?;
+    let (version, event) = services
+        .rooms
+        .make_leave(&signed.origin, &room_id, &user_id)
+        .await?;
+    Ok(Json(json!({ "room_version": version, "event": event })))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
+async fn send_leave(
+    State(services): State<Services>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let event_id = parse_event_id(&event_id)?;
+    let pdu: Value = signed.json()?;
+    services
+        .rooms
+        .send_leave(&signed.origin, &room_id, &event_id, pdu)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}` (spec: "Inviting to a room").
+async fn invite(
+    State(services): State<Services>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let event_id = parse_event_id(&event_id)?;
+    let body: Value = signed.json()?;
+    Ok(Json(
+        services
+            .rooms
+            .receive_invite(&signed.origin, &room_id, &event_id, &body)
+            .await?,
+    ))
 }

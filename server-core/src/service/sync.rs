@@ -508,20 +508,12 @@ impl Sync {
         room_id: &RoomId,
         membership: &Membership,
     ) -> Result<Vec<Value>> {
-        let mut events = Vec::new();
-        for event_type in [
-            "m.room.create",
-            "m.room.join_rules",
-            "m.room.name",
-            "m.room.avatar",
-            "m.room.canonical_alias",
-            "m.room.encryption",
-            "m.room.topic",
-        ] {
-            if let Some(pdu) = self.rooms.state_event(room_id, event_type, "").await? {
-                events.push(stripped_state(&pdu));
-            }
-        }
+        // An invite to a room this server is not in shows the state its server sent.
+        let user_id = UserId::parse(membership.user_id.as_str()).map_err(Error::internal)?;
+        let mut events = match self.rooms.remote_invite_state(room_id, &user_id).await? {
+            Some(state) if membership.membership == "invite" => state,
+            _ => self.rooms.invite_state(room_id).await?,
+        };
         if let Some(member) = self
             .rooms
             .pdus(vec![membership.event_id.clone()])

@@ -81,6 +81,21 @@ pub struct NewEvent {
     pub destinations: Vec<String>,
 }
 
+/// An invite of a local user to a room this server is not in.
+#[derive(Debug, Clone)]
+pub struct RemoteInvite {
+    /// The room.
+    pub room_id: String,
+    /// The invited local user.
+    pub user_id: String,
+    /// The invite event.
+    pub event_id: String,
+    /// The room's version.
+    pub room_version: String,
+    /// The stripped state events, as a JSON array.
+    pub invite_state: String,
+}
+
 /// The room state before a new event.
 #[derive(Debug, Clone)]
 pub enum StateBefore {
@@ -590,6 +605,95 @@ impl EventsStore<'_> {
                     "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![event_id, room_id, json, soft_failed, super::now_ms()],
                 )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Records an invite of a local user to a room this server is not in: the event as an
+    /// outlier, the membership (at a new stream position, so /sync shows it), and the
+    /// stripped state that came with it.
+    pub async fn store_remote_invite(&self, invite: RemoteInvite, json: String) -> Result<i64> {
+        self.store
+            .write(move |txn| {
+                let now = super::now_ms();
+                txn.execute(
+                    "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, 0, ?4)",
+                    params![invite.event_id, invite.room_id, json, now],
+                )?;
+                txn.execute(
+                    "INSERT OR REPLACE INTO remote_invites (room_id, user_id, event_id, room_version, invite_state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![invite.room_id, invite.user_id, invite.event_id, invite.room_version, invite.invite_state],
+                )?;
+                let pos = next_stream_pos(txn)?;
+                txn.execute(
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, 'invite', ?3, ?4) \
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', \
+                     event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
+                    params![invite.room_id, invite.user_id, invite.event_id, pos],
+                )?;
+                Ok(pos)
+            })
+            .await
+    }
+
+    /// The invite of `user_id` to a room this server is not in, if there is one.
+    pub async fn remote_invite(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<RemoteInvite>> {
+        let args = [room_id.to_owned(), user_id.to_owned()];
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT room_id, user_id, event_id, room_version, invite_state FROM remote_invites \
+                         WHERE room_id = ?1 AND user_id = ?2",
+                        args,
+                        |row| {
+                            Ok(RemoteInvite {
+                                room_id: row.get(0)?,
+                                user_id: row.get(1)?,
+                                event_id: row.get(2)?,
+                                room_version: row.get(3)?,
+                                invite_state: row.get(4)?,
+                            })
+                        },
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    /// Ends a local user's invite to a room this server is not in (rejected, or turned
+    /// into a join): the leave event, if any, becomes an outlier and the membership moves.
+    pub async fn end_remote_invite(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        leave: Option<(String, String)>,
+    ) -> Result<()> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.store
+            .write(move |txn| {
+                txn.execute(
+                    "DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2",
+                    params![room_id, user_id],
+                )?;
+                if let Some((event_id, json)) = leave {
+                    txn.execute(
+                        "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, 0, ?4)",
+                        params![event_id, room_id, json, super::now_ms()],
+                    )?;
+                    let pos = next_stream_pos(txn)?;
+                    txn.execute(
+                        "UPDATE memberships SET membership = 'leave', event_id = ?3, stream_pos = ?4 \
+                         WHERE room_id = ?1 AND user_id = ?2",
+                        params![room_id, user_id, event_id, pos],
+                    )?;
+                }
                 Ok(())
             })
             .await

@@ -40,7 +40,9 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
-    events::{EventsStore, Membership, NewCurrent, NewEvent, StateBefore, StoredEvent},
+    events::{
+        EventsStore, Membership, NewCurrent, NewEvent, RemoteInvite, StateBefore, StoredEvent,
+    },
     federation_queue::{DestinationHealth, FederationQueueStore, OutboxItem, OutboxKind},
     keys::{
         CrossSigningKey, DeviceKeys, KeySignature, KeyUpload, KeysStore, MembershipChange,

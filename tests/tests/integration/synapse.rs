@@ -749,3 +749,135 @@ async fn kith_gets_what_synapse_said_while_kith_was_down() {
         );
     }
 }
+
+/// Syncs `client` until its sync shows an invite to `room_id`; returns the invite state.
+async fn wait_for_invite(client: &Client, room_id: &str, log: impl Fn() -> String) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since: Option<String> = None;
+    while Instant::now() < deadline {
+        let sync = client.sync(since.as_deref(), 2_000).await;
+        since = sync["next_batch"].as_str().map(str::to_owned);
+        if let Some(events) = sync["rooms"]["invite"][room_id]["invite_state"]["events"].as_array()
+        {
+            return events.clone();
+        }
+    }
+    panic!(
+        "{} never saw the invite to {room_id}\n{}",
+        client.user_id,
+        log()
+    );
+}
+
+/// Waits until `client` (on either server) sees `user_id` with `membership` in the room.
+async fn wait_for_membership(
+    client: &Client,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, member) = client
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}",
+                url_encode(user_id)
+            ))
+            .await;
+        if status == 200 && member["membership"] == membership {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never saw {user_id} {membership}: {status} {member}\n{}",
+            client.user_id,
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn invites_cross_both_ways_and_can_be_rejected_or_accepted() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+
+    // Alice invites Sam to a private room on Kith; Synapse signs the invite, Sam sees it
+    // with the room's name, accepts, and they talk.
+    let kith_room = alice
+        .create_room(json!({ "name": "Family", "preset": "private_chat" }))
+        .await;
+    let (status, invited) = alice.invite(&kith_room, &sam.user_id).await;
+    assert_eq!(status, 200, "{invited}\n{}", synapse.log_tail());
+    let state = wait_for_invite(&sam, &kith_room, || synapse.log_tail()).await;
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Family"),
+        "{state:?}"
+    );
+    let (status, joined) = sam.join(&kith_room).await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    wait_for_membership(&alice, &kith_room, &sam.user_id, "join", || {
+        synapse.log_tail()
+    })
+    .await;
+
+    // Sam invites Alice to a private room on Synapse; Kith signs and keeps the invite, and
+    // Alice's sync shows it with the room's name. She rejects it through Synapse.
+    let synapse_room = sam
+        .create_room(json!({ "name": "Book club", "preset": "private_chat" }))
+        .await;
+    let (status, invited) = sam.invite(&synapse_room, &alice.user_id).await;
+    assert_eq!(status, 200, "{invited}\n{}", synapse.log_tail());
+    let state = wait_for_invite(&alice, &synapse_room, || synapse.log_tail()).await;
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Book club"),
+        "{state:?}"
+    );
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == alice.user_id.as_str()
+            && e["content"]["membership"] == "invite"),
+        "{state:?}"
+    );
+    let (status, left) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{synapse_room}/leave"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{left}\n{}", synapse.log_tail());
+    wait_for_membership(&sam, &synapse_room, &alice.user_id, "leave", || {
+        synapse.log_tail()
+    })
+    .await;
+    let sync = alice.sync(None, 0).await;
+    assert!(
+        sync["rooms"]["invite"].get(synapse_room.as_str()).is_none(),
+        "{sync}"
+    );
+
+    // Invited again, she accepts: Kith joins through the inviting server.
+    let (status, invited) = sam.invite(&synapse_room, &alice.user_id).await;
+    assert_eq!(status, 200, "{invited}\n{}", synapse.log_tail());
+    wait_for_invite(&alice, &synapse_room, || synapse.log_tail()).await;
+    let (status, joined) = alice.join(&synapse_room).await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    wait_for_membership(&sam, &synapse_room, &alice.user_id, "join", || {
+        synapse.log_tail()
+    })
+    .await;
+    let (status, sent) = alice.send_text(&synapse_room, "a1", "count me in").await;
+    assert_eq!(status, 200, "{sent}");
+    let mut sam_since = None;
+    wait_for_message(&sam, &mut sam_since, &synapse_room, "count me in", || {
+        synapse.log_tail()
+    })
+    .await;
+}

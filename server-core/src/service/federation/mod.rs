@@ -916,3 +916,86 @@ impl Federation {
             })
     }
 }
+
+impl Federation {
+    /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}` (spec: "Inviting to a
+    /// room"): our invite to one of `server`'s users, answered with the event signed by it.
+    pub async fn invite(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        event_id: &ruma::EventId,
+        body: &Value,
+    ) -> Result<Value> {
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(event_id.as_str())
+        );
+        let answer = self
+            .request(server, Method::PUT, &path, &[], Some(body), true)
+            .await?;
+        answer
+            .get("event")
+            .filter(|e| e.is_object())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} answered the invite without the event"),
+                )
+            })
+    }
+
+    /// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`: a leave template, as
+    /// (room version, template).
+    pub async fn make_leave(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+    ) -> Result<(String, Value)> {
+        let path = format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(user_id.as_str())
+        );
+        let answer = self
+            .request(server, Method::GET, &path, &[], None, true)
+            .await?;
+        let version = answer
+            .get("room_version")
+            .and_then(Value::as_str)
+            .unwrap_or("1")
+            .to_owned();
+        let event = answer
+            .get("event")
+            .filter(|e| e.is_object())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} gave no leave event template"),
+                )
+            })?;
+        Ok((version, event))
+    }
+
+    /// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
+    pub async fn send_leave(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        event_id: &ruma::EventId,
+        event: &Value,
+    ) -> Result<()> {
+        let path = format!(
+            "/_matrix/federation/v2/send_leave/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(event_id.as_str())
+        );
+        self.request(server, Method::PUT, &path, &[], Some(event), true)
+            .await?;
+        Ok(())
+    }
+}

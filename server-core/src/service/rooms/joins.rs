@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    room_version_rules::RoomVersionRules,
 };
 use serde_json::{Value, json};
 
@@ -28,14 +29,39 @@ impl Rooms {
         user_id: &UserId,
         supported: &[String],
     ) -> Result<(RoomVersionId, Value)> {
+        self.make_membership(origin, room_id, user_id, "join", Some(supported))
+            .await
+    }
+
+    /// `GET /make_leave`: a leave event template (to reject an invite from here).
+    pub async fn make_leave(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(RoomVersionId, Value)> {
+        self.make_membership(origin, room_id, user_id, "leave", None)
+            .await
+    }
+
+    async fn make_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        membership: &str,
+        supported: Option<&[String]>,
+    ) -> Result<(RoomVersionId, Value)> {
         if user_id.server_name() != origin {
             return Err(Error::forbidden(format!(
-                "{origin} cannot ask to join {user_id}, who is not one of its users."
+                "{origin} cannot ask for a {membership} of {user_id}, who is not one of its users."
             )));
         }
         let (version, rules) = self.version(room_id).await?;
         self.ensure_resident(room_id).await?;
-        if !supported.iter().any(|v| v == version.as_str()) {
+        if let Some(supported) = supported
+            && !supported.iter().any(|v| v == version.as_str())
+        {
             return Err(Error::new(
                 ErrorKind::IncompatibleRoomVersion {
                     room_version: version.to_string(),
@@ -52,7 +78,7 @@ impl Rooms {
             .into_iter()
             .map(|(t, k, id, _)| ((t, k), id))
             .collect();
-        let content = json!({ "membership": "join" });
+        let content = json!({ "membership": membership });
         let raw_content = serde_json::value::to_raw_value(&content)?;
         let auth_types = ruma::state_res::auth_types_for_event(
             &ruma::events::TimelineEventType::RoomMember,
@@ -95,7 +121,7 @@ impl Rooms {
         };
         if let Err(reason) = self.auth_against(&rules, &probe, &current).await? {
             return Err(Error::forbidden(format!(
-                "{user_id} may not join this room: {reason}."
+                "{user_id} may not {membership} this room: {reason}."
             )));
         }
         Ok((version, template))
@@ -110,65 +136,9 @@ impl Rooms {
         event_id: &EventId,
         pdu: Value,
     ) -> Result<Value> {
-        self.ensure_resident(room_id).await?;
-        let incoming = self.incoming(pdu).await?;
-        if incoming.event_id != event_id || incoming.room_id() != room_id {
-            return Err(Error::invalid_param(
-                "The event's ID or room is not the one in the path.",
-            ));
-        }
-        let join = incoming.peek();
-        let sender = join.get("sender").and_then(Value::as_str).unwrap_or("");
-        let is_join = join.get("type").and_then(Value::as_str) == Some("m.room.member")
-            && join.get("state_key").and_then(Value::as_str) == Some(sender)
-            && join.pointer("/content/membership").and_then(Value::as_str) == Some("join");
-        if !is_join {
-            return Err(Error::invalid_param(
-                "send_join takes a join event of its sender.",
-            ));
-        }
-        if UserId::parse(sender)
-            .map(|u| u.server_name() != origin)
-            .unwrap_or(true)
-        {
-            return Err(Error::invalid_param(format!(
-                "{origin} cannot send a join for {sender}."
-            )));
-        }
-        let prev: Vec<String> = join
-            .get("prev_events")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (_, rules) = self.version(room_id).await?;
-        let mut destinations = self.store.events().joined_servers(room_id.as_str()).await?;
-        destinations.retain(|d| d != origin.as_str());
-        let outcome = {
-            let _guard = self.lock(room_id).await;
-            self.receive_locked(incoming, destinations, Some(origin))
-                .await?
-        };
-        match outcome {
-            Outcome::Accepted => {}
-            Outcome::SoftFailed => {
-                return Err(Error::forbidden(
-                    "The join is not allowed by the room's current state.",
-                ));
-            }
-            Outcome::Rejected(reason) => {
-                // spec: joins-v2.yaml: a join that fails its signature check is
-                // M_INVALID_PARAM; other failures are refusals.
-                return Err(Error::forbidden(format!(
-                    "The join is not allowed: {reason}."
-                )));
-            }
-        }
-
+        let (rules, prev) = self
+            .accept_membership(origin, room_id, event_id, pdu, "join")
+            .await?;
         // The state before the join: the resolved state after its prev events.
         let states = self.store.state().after_events(prev).await?;
         let state = self
@@ -220,6 +190,84 @@ impl Rooms {
             "members_omitted": false,
             "servers_in_room": servers,
         }))
+    }
+
+    /// `PUT /send_leave` (v2): checks and appends a remote user's signed leave.
+    pub async fn send_leave(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        pdu: Value,
+    ) -> Result<()> {
+        self.accept_membership(origin, room_id, event_id, pdu, "leave")
+            .await?;
+        Ok(())
+    }
+
+    /// The checks of `send_join` and `send_leave` (spec: joins-v2.yaml: `M_INVALID_PARAM`
+    /// for the wrong shape), then the PDU checks, then the append and the sending on to the
+    /// room's other servers. Returns the room's rules and the event's prev events.
+    async fn accept_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        pdu: Value,
+        membership: &str,
+    ) -> Result<(RoomVersionRules, Vec<String>)> {
+        self.ensure_resident(room_id).await?;
+        let incoming = self.incoming(pdu).await?;
+        if incoming.event_id != event_id || incoming.room_id() != room_id {
+            return Err(Error::invalid_param(
+                "The event's ID or room is not the one in the path.",
+            ));
+        }
+        let event = incoming.peek();
+        let sender = event.get("sender").and_then(Value::as_str).unwrap_or("");
+        let shaped = event.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && event.get("state_key").and_then(Value::as_str) == Some(sender)
+            && event.pointer("/content/membership").and_then(Value::as_str) == Some(membership);
+        if !shaped {
+            return Err(Error::invalid_param(format!(
+                "This endpoint takes a {membership} event of its sender."
+            )));
+        }
+        if UserId::parse(sender)
+            .map(|u| u.server_name() != origin)
+            .unwrap_or(true)
+        {
+            return Err(Error::invalid_param(format!(
+                "{origin} cannot send a {membership} for {sender}."
+            )));
+        }
+        let prev: Vec<String> = event
+            .get("prev_events")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (_, rules) = self.version(room_id).await?;
+        let mut destinations = self.store.events().joined_servers(room_id.as_str()).await?;
+        destinations.retain(|d| d != origin.as_str());
+        let outcome = {
+            let _guard = self.lock(room_id).await;
+            self.receive_locked(incoming, destinations, Some(origin))
+                .await?
+        };
+        match outcome {
+            Outcome::Accepted => Ok((rules, prev)),
+            Outcome::SoftFailed => Err(Error::forbidden(format!(
+                "The {membership} is not allowed by the room's current state."
+            ))),
+            Outcome::Rejected(reason) => Err(Error::forbidden(format!(
+                "The {membership} is not allowed: {reason}."
+            ))),
+        }
     }
 
     /// `M_NOT_FOUND` unless a local user is joined to the room, so this server holds its

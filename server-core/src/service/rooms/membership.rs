@@ -86,12 +86,20 @@ impl Rooms {
             // Over federation, through the servers the client named, and the room ID's own
             // server (room versions before 12 carry one).
             let mut servers = via.to_vec();
+            servers.extend(self.invite_servers(room_id, user_id).await?);
             if let Some(server) = room_id.server_name() {
                 servers.push(server.to_owned());
             }
-            servers.dedup();
+            let mut seen = std::collections::HashSet::new();
+            servers.retain(|s| seen.insert(s.clone()));
             if servers.iter().any(|s| s.as_str() != ours) {
-                return self.join_remote(user_id, room_id, &servers, reason).await;
+                self.join_remote(user_id, room_id, &servers, reason).await?;
+                // An invite that brought the user here is used up.
+                self.store
+                    .events()
+                    .end_remote_invite(room_id.as_str(), user_id.as_str(), None)
+                    .await?;
+                return Ok(());
             }
             if self
                 .store
@@ -125,17 +133,14 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        if target.server_name() != self.identity.server_name {
-            return Err(Error::forbidden(
-                "Inviting users of other servers needs federation, which is not available yet.",
-            ));
-        }
-        if self
-            .store
-            .users()
-            .get(target.as_str())
-            .await?
-            .is_none_or(|u| u.deactivated)
+        let remote = target.server_name() != self.identity.server_name;
+        if !remote
+            && self
+                .store
+                .users()
+                .get(target.as_str())
+                .await?
+                .is_none_or(|u| u.deactivated)
         {
             return Err(Error::not_found("There is no such user on this server."));
         }
@@ -154,6 +159,9 @@ impl Rooms {
                 _ => {}
             }
         }
+        if remote {
+            return self.invite_remote(sender, room_id, target, reason).await;
+        }
         self.set_membership(room_id, sender, target, "invite", reason)
             .await?;
         Ok(())
@@ -167,7 +175,20 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<()> {
         match self.membership(room_id, user_id).await? {
-            Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {}
+            Some(m) if m.membership == "invite" => {
+                // An invite to a room this server is not in is rejected through the
+                // inviting server.
+                if self
+                    .store
+                    .events()
+                    .remote_invite(room_id.as_str(), user_id.as_str())
+                    .await?
+                    .is_some()
+                {
+                    return self.reject_remote_invite(room_id, user_id, reason).await;
+                }
+            }
+            Some(m) if matches!(m.membership.as_str(), "join" | "knock") => {}
             _ => return Err(Error::forbidden("You are not in this room.")),
         }
         self.set_membership(room_id, user_id, user_id, "leave", reason)

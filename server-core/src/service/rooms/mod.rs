@@ -9,6 +9,7 @@ mod create;
 mod directory;
 mod history;
 mod inbound;
+mod invites;
 mod join_remote;
 mod joins;
 mod membership;

@@ -127,6 +127,18 @@ impl Rooms {
         draft: EventDraft,
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
+        let (built, redaction) = self.prepare_locked(room_id, sender, draft).await?;
+        self.store_event(built, Some(sender), redaction, txn).await
+    }
+
+    /// Builds, signs and checks an event against the room's current state, with the room
+    /// lock held, without storing it; also the redacted copy of a redaction's target.
+    pub(super) async fn prepare_locked(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: EventDraft,
+    ) -> Result<(Built, Option<(String, String)>)> {
         let (_, rules) = self.version(room_id).await?;
         let kind = TimelineEventType::from(draft.event_type.as_str());
         let raw_content = serde_json::value::to_raw_value(&draft.content)?;
@@ -211,7 +223,7 @@ impl Rooms {
             Some(target) => self.redacted_copy(&target, &rules).await?,
             None => None,
         };
-        self.store_event(built, Some(sender), redaction, txn).await
+        Ok((built, redaction))
     }
 
     /// Builds and signs a PDU. `room_id` is `None` only for a v12 create event.

@@ -62,3 +62,15 @@ CREATE TABLE rejected_events (
     reason      TEXT NOT NULL,
     received_ts INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Invites of local users to rooms this server is not in (spec: server-server-api.md,
+-- "Inviting to a room"), with the stripped room state the inviting server sent, which
+-- /sync shows with the invite. The invite event itself is an outlier.
+CREATE TABLE remote_invites (
+    room_id      TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    room_version TEXT NOT NULL,
+    invite_state TEXT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;

@@ -1,0 +1,394 @@
+//! Invites across servers (spec: server-server-api.md, "Inviting to a room", "Rejecting
+//! invites"): inviting another server's user (`/invite` v2 before the event is stored),
+//! being asked to hold an invite for a local user, and rejecting such an invite through
+//! `make_leave`/`send_leave` on the inviting server.
+
+use ruma::{
+    CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId,
+    RoomVersionId, ServerName, UserId,
+    events::TimelineEventType,
+    signatures::{hash_and_sign_event, reference_hash, sign_event},
+};
+use serde_json::{Value, json};
+
+use super::{Rooms, join_remote::SUPPORTED_VERSIONS, timeline::Built, timeline::EventDraft};
+use crate::{
+    error::{Error, ErrorKind, Result},
+    pdu::stripped_state,
+    storage::RemoteInvite,
+};
+
+/// The state events an invite shows of its room (spec: client-server-api, "Stripped
+/// state"), besides the invite itself.
+pub(crate) const INVITE_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+impl Rooms {
+    /// The stripped state kept with a local user's invite to a room this server is not
+    /// in, if that is what the user has.
+    pub async fn remote_invite_state(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<Vec<Value>>> {
+        Ok(self
+            .store
+            .events()
+            .remote_invite(room_id.as_str(), user_id.as_str())
+            .await?
+            .map(|invite| stored_invite_state(&invite)))
+    }
+
+    /// The stripped state an invite to the room shows.
+    pub async fn invite_state(&self, room_id: &RoomId) -> Result<Vec<Value>> {
+        let mut events = Vec::new();
+        for event_type in INVITE_STATE_TYPES {
+            if let Some(pdu) = self.state_event(room_id, event_type, "").await? {
+                events.push(stripped_state(&pdu));
+            }
+        }
+        Ok(events)
+    }
+
+    /// Invites another server's user: the event is built and checked here, then sent to
+    /// the user's server, which signs it too; only then is it stored and sent to the room.
+    pub(super) async fn invite_remote(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let (version, rules) = self.version(room_id).await?;
+        let mut content = json!({ "membership": "invite" });
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        let _guard = self.lock(room_id).await;
+        let (built, _) = self
+            .prepare_locked(
+                room_id,
+                sender,
+                EventDraft::state("m.room.member", target.as_str(), content),
+            )
+            .await?;
+        let event: Value = serde_json::from_str(&built.json)?;
+        let body = json!({
+            "event": event,
+            "room_version": version,
+            "invite_room_state": self.invite_state(room_id).await?,
+        });
+        let signed = self
+            .federation
+            .invite(target.server_name(), room_id, &built.pdu.event_id, &body)
+            .await?;
+        // The same event back, with the invitee's server's signature added.
+        let signed = match CanonicalJsonValue::try_from(signed) {
+            Ok(CanonicalJsonValue::Object(object))
+                if reference_hash(&object, &rules).ok().as_deref()
+                    == Some(&built.pdu.event_id.as_str()[1..]) =>
+            {
+                object
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "{} answered the invite with another event.",
+                        target.server_name()
+                    ),
+                ));
+            }
+        };
+        let built = Built {
+            pdu: built.pdu,
+            json: serde_json::to_string(&signed)?,
+        };
+        self.store_event(built, Some(sender), None, None).await?;
+        Ok(())
+    }
+
+    /// `PUT /invite` (v2): another server invites a local user. The invite is checked,
+    /// signed by us and, for a room this server is not in, kept with its stripped state
+    /// so the user sees it. For a room we are in, the event comes again as a PDU.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        body: &Value,
+    ) -> Result<Value> {
+        let version = body
+            .get("room_version")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_json("room_version is required."))?;
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(Error::new(
+                ErrorKind::IncompatibleRoomVersion {
+                    room_version: version.to_owned(),
+                },
+                format!("Kith does not support room version {version} yet."),
+            ));
+        }
+        let version = RoomVersionId::try_from(version).map_err(Error::internal)?;
+        let rules = version
+            .rules()
+            .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
+        let object = match body.get("event").cloned().map(CanonicalJsonValue::try_from) {
+            Some(Ok(CanonicalJsonValue::Object(object))) => object,
+            _ => return Err(Error::bad_json("event must be a PDU object.")),
+        };
+        if reference_hash(&object, &rules).ok().as_deref() != Some(&event_id.as_str()[1..]) {
+            return Err(Error::invalid_param(
+                "The event is not the one in the path.",
+            ));
+        }
+        let (pdu, _) = self
+            .verified(event_id, room_id, &rules, object.clone())
+            .await?
+            .map_err(|reason| Error::forbidden(format!("The invite is not valid: {reason}.")))?;
+        let target = pdu
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
+            .filter(|_| {
+                pdu.kind == TimelineEventType::RoomMember
+                    && pdu.content_value()["membership"] == "invite"
+            })
+            .ok_or_else(|| Error::invalid_param("The event is not an invite."))?;
+        if pdu.sender.server_name() != origin {
+            return Err(Error::forbidden(format!(
+                "{origin} cannot invite on behalf of {}.",
+                pdu.sender
+            )));
+        }
+        if target.server_name() != self.identity.server_name {
+            return Err(Error::invalid_param(format!(
+                "{target} is not a user of this server."
+            )));
+        }
+        if self
+            .store
+            .users()
+            .get(target.as_str())
+            .await?
+            .is_none_or(|u| u.deactivated)
+        {
+            return Err(Error::not_found(format!("{target} is not known here.")));
+        }
+        let mut signed = object;
+        sign_event(
+            self.identity.server_name.as_str(),
+            &self.identity.signing_key,
+            &mut signed,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let resident = self
+            .store
+            .events()
+            .joined_servers(room_id.as_str())
+            .await?
+            .iter()
+            .any(|s| s == self.identity.server_name.as_str());
+        if !resident {
+            let invite_state = body
+                .get("invite_room_state")
+                .filter(|s| s.is_array())
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            self.store
+                .events()
+                .store_remote_invite(
+                    RemoteInvite {
+                        room_id: room_id.to_string(),
+                        user_id: target.to_string(),
+                        event_id: event_id.to_string(),
+                        room_version: version.to_string(),
+                        invite_state: serde_json::to_string(&invite_state)?,
+                    },
+                    serde_json::to_string(&signed)?,
+                )
+                .await?;
+            self.notifier.notify();
+        }
+        Ok(json!({ "event": signed }))
+    }
+
+    /// The servers that can help with a local user's invite to a room this server is not
+    /// in: the inviter's, then the room ID's (before v12). Empty without such an invite.
+    pub(super) async fn invite_servers(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Vec<OwnedServerName>> {
+        let Some(invite) = self
+            .store
+            .events()
+            .remote_invite(room_id.as_str(), user_id.as_str())
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut servers = Vec::new();
+        if let Some(event) = self.pdus(vec![invite.event_id]).await?.pop() {
+            servers.push(event.sender.server_name().to_owned());
+        }
+        if let Some(server) = room_id.server_name() {
+            servers.push(server.to_owned());
+        }
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// Rejects a local user's invite to a room this server is not in, through the
+    /// inviting server (`make_leave`, `send_leave`). If no server takes the rejection, it
+    /// is still rejected here, as Synapse does: the user is no longer bothered by it.
+    pub(super) async fn reject_remote_invite(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let Some(invite) = self
+            .store
+            .events()
+            .remote_invite(room_id.as_str(), user_id.as_str())
+            .await?
+        else {
+            return Err(Error::forbidden("You are not in this room."));
+        };
+        let mut leave = None;
+        for server in self.invite_servers(room_id, user_id).await? {
+            match self.leave_through(&server, room_id, user_id, reason).await {
+                Ok(event) => {
+                    leave = Some(event);
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e, "remote invite rejection failed")
+                }
+            }
+        }
+        let leave = match leave {
+            Some(leave) => leave,
+            None => {
+                // Locally only: the membership points at the invite it ends.
+                let json = self
+                    .store
+                    .events()
+                    .graph_events(vec![invite.event_id.clone()])
+                    .await?
+                    .pop()
+                    .map(|(_, _, json)| json)
+                    .unwrap_or_default();
+                (invite.event_id, json)
+            }
+        };
+        self.store
+            .events()
+            .end_remote_invite(room_id.as_str(), user_id.as_str(), Some(leave))
+            .await?;
+        self.notifier.notify();
+        Ok(())
+    }
+
+    /// One `make_leave` + `send_leave` round; returns the leave event (ID, JSON).
+    async fn leave_through(
+        &self,
+        server: &OwnedServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        reason: Option<&str>,
+    ) -> Result<(String, String)> {
+        let (version, template) = self.federation.make_leave(server, room_id, user_id).await?;
+        let version = RoomVersionId::try_from(version.as_str()).map_err(Error::internal)?;
+        let rules = version.rules().ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnsupportedRoomVersion,
+                format!("The room is of version {version}, which Kith does not know."),
+            )
+        })?;
+        let mut event = match CanonicalJsonValue::try_from(template) {
+            Ok(CanonicalJsonValue::Object(object)) => object,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} gave a leave template that is not canonical JSON."),
+                ));
+            }
+        };
+        let expected = |key: &str, value: &str| matches!(event.get(key), Some(CanonicalJsonValue::String(s)) if s == value);
+        if !expected("sender", user_id.as_str())
+            || !expected("state_key", user_id.as_str())
+            || !expected("type", "m.room.member")
+            || !expected("room_id", room_id.as_str())
+        {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!("{server} gave a leave template for another event."),
+            ));
+        }
+        let mut content = json!({ "membership": "leave" });
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        event.insert(
+            "content".to_owned(),
+            CanonicalJsonValue::try_from(content).map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin_server_ts".to_owned(),
+            CanonicalJsonValue::try_from(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
+                .map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin".to_owned(),
+            CanonicalJsonValue::String(self.identity.server_name.to_string()),
+        );
+        for key in ["event_id", "hashes", "signatures", "unsigned"] {
+            event.remove(key);
+        }
+        hash_and_sign_event(
+            self.identity.server_name.as_str(),
+            &self.identity.signing_key,
+            &mut event,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id = EventId::parse(format!(
+            "${}",
+            reference_hash(&event, &rules).map_err(Error::internal)?
+        ))
+        .map_err(Error::internal)?;
+        let value = serde_json::to_value(&event)?;
+        self.federation
+            .send_leave(server, room_id, &event_id, &value)
+            .await?;
+        Ok((event_id.to_string(), serde_json::to_string(&event)?))
+    }
+}
+
+/// The stripped state kept with a remote invite, as a client sees it.
+fn stored_invite_state(invite: &RemoteInvite) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(&invite.invite_state)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.get("type").is_some_and(Value::is_string))
+        .map(|e| {
+            json!({
+                "type": e["type"],
+                "state_key": e.get("state_key").cloned().unwrap_or(json!("")),
+                "content": e.get("content").cloned().unwrap_or(json!({})),
+                "sender": e.get("sender").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
