@@ -380,8 +380,10 @@ struct Transaction {
 /// PDU that fails gets an `error` in the answer; PDUs of rooms this server does not know
 /// are dropped.
 ///
-/// EDUs handled: `m.direct_to_device`. Others (typing, receipts, presence, device list
-/// and signing key updates) are dropped for now.
+/// EDUs handled: `m.direct_to_device`, `m.typing`, `m.receipt`, `m.device_list_update`
+/// and `m.signing_key_update`. Each is about a user of the sending server; typing and
+/// receipts count only for users joined to the room. Presence is dropped: Kith has no
+/// presence yet.
 async fn send_transaction(
     State(services): State<Services>,
     PathParams(txn_id): PathParams<String>,
@@ -410,6 +412,11 @@ async fn send_transaction(
                 if let Some(content) = edu.get("content") {
                     services.e2ee.receive_to_device(origin, content).await?;
                 }
+            }
+            Some("m.typing") => receive_typing(&services, origin, &edu["content"]).await?,
+            Some("m.receipt") => receive_receipts(&services, origin, &edu["content"]).await?,
+            Some("m.device_list_update" | "m.signing_key_update") => {
+                receive_device_list_update(&services, origin, &edu["content"]).await?;
             }
             other => tracing::debug!(%origin, edu_type = ?other, "EDU dropped: not handled yet"),
         }
@@ -818,4 +825,104 @@ async fn invite(
             .receive_invite(&signed.origin, &room_id, &event_id, &body)
             .await?,
     ))
+}
+
+/// The user an EDU is about, if it is a user of the server that sent it.
+fn origin_user(origin: &ServerName, value: &Value) -> Option<ruma::OwnedUserId> {
+    value
+        .as_str()
+        .and_then(|u| ruma::UserId::parse(u).ok())
+        .filter(|u| u.server_name() == origin)
+}
+
+/// Whether `user_id` is joined to `room_id` here.
+async fn joined(
+    services: &Services,
+    room_id: &ruma::RoomId,
+    user_id: &ruma::UserId,
+) -> Result<bool> {
+    Ok(services
+        .rooms
+        .membership(room_id, user_id)
+        .await?
+        .is_some_and(|m| m.membership == "join"))
+}
+
+/// `m.typing` (spec: "Typing Notifications"): a remote user starts or stops typing. A
+/// notice lasts 30 seconds unless renewed, as Synapse's do.
+async fn receive_typing(services: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let (Some(user_id), Some(room_id)) = (
+        origin_user(origin, &content["user_id"]),
+        content["room_id"]
+            .as_str()
+            .and_then(|r| ruma::RoomId::parse(r).ok()),
+    ) else {
+        return Ok(());
+    };
+    if !joined(services, &room_id, &user_id).await? {
+        return Ok(());
+    }
+    let typing = content["typing"].as_bool().unwrap_or(false);
+    services.typing.set(
+        room_id.as_str(),
+        user_id.as_str(),
+        typing.then(|| std::time::Duration::from_secs(30)),
+    );
+    Ok(())
+}
+
+/// `m.receipt` (spec: "Receipts"): remote users' public read receipts, per room.
+async fn receive_receipts(services: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let Some(rooms) = content.as_object() else {
+        return Ok(());
+    };
+    for (room_id, receipts) in rooms {
+        let Ok(room_id) = ruma::RoomId::parse(room_id) else {
+            continue;
+        };
+        let Some(readers) = receipts["m.read"].as_object() else {
+            continue;
+        };
+        for (user_id, receipt) in readers {
+            let Some(user_id) = origin_user(origin, &json!(user_id)) else {
+                continue;
+            };
+            if !joined(services, &room_id, &user_id).await? {
+                continue;
+            }
+            let Some(event_id) = receipt["event_ids"]
+                .as_array()
+                .and_then(|ids| ids.last())
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let ts = receipt["data"]["ts"].as_i64().unwrap_or_else(now_ms);
+            services
+                .account
+                .remote_receipt(
+                    &user_id,
+                    &room_id,
+                    event_id,
+                    receipt["data"]["thread_id"].as_str(),
+                    ts,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `m.device_list_update` and `m.signing_key_update` (spec: "Device Management"): a
+/// remote user's devices or cross-signing keys changed, so local users who share a room
+/// with them see them in `device_lists.changed` and fetch their keys again.
+async fn receive_device_list_update(
+    services: &Services,
+    origin: &ServerName,
+    content: &Value,
+) -> Result<()> {
+    if let Some(user_id) = origin_user(origin, &content["user_id"]) {
+        services.e2ee.remote_device_list_changed(&user_id).await?;
+    }
+    Ok(())
 }

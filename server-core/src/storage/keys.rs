@@ -394,6 +394,35 @@ impl KeysStore<'_> {
             .await
     }
 
+    /// The positions of a user's last device list change seen by everyone, and of the one
+    /// before it (the stream and prev IDs of `m.device_list_update`).
+    pub async fn last_two_changes(&self, user_id: &str) -> Result<(i64, Option<i64>)> {
+        let user_id = user_id.to_owned();
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT stream_pos FROM device_list_changes WHERE user_id = ?1 AND visible_to IS NULL \
+                     ORDER BY stream_pos DESC LIMIT 2",
+                )?;
+                let positions: Vec<i64> = stmt
+                    .query_map([user_id], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok((positions.first().copied().unwrap_or(0), positions.get(1).copied()))
+            })
+            .await
+    }
+
+    /// Records that another server's user's device list changed.
+    pub async fn remote_device_list_changed(&self, user_id: &str) -> Result<()> {
+        let user_id = user_id.to_owned();
+        self.store
+            .write(move |txn| {
+                record_device_list_change(txn, &user_id)?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Users whose device lists changed in `(after, up_to]`, as seen by `viewer`: each with
     /// whether the change was addressed to the viewer alone.
     pub async fn device_list_changes(

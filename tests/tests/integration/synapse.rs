@@ -881,3 +881,225 @@ async fn invites_cross_both_ways_and_can_be_rejected_or_accepted() {
     })
     .await;
 }
+
+/// Syncs `client` until `check` holds for a sync response (2 minutes at most).
+async fn wait_for_sync(
+    client: &Client,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since: Option<String> = None;
+    while Instant::now() < deadline {
+        let sync = client.sync(since.as_deref(), 2_000).await;
+        if check(&sync) {
+            return;
+        }
+        since = sync["next_batch"].as_str().map(str::to_owned);
+    }
+    panic!("{} never saw {what}\n{}", client.user_id, log());
+}
+
+/// The `m.typing` user IDs of a room in a sync response.
+fn typing_in(sync: &Value, room_id: &str) -> Vec<String> {
+    sync["rooms"]["join"][room_id]["ephemeral"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.typing")
+        .flat_map(|e| {
+            e["content"]["user_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Whether a sync response shows `user_id`'s public read receipt on `event_id`.
+fn has_receipt(sync: &Value, room_id: &str, event_id: &str, user_id: &str) -> bool {
+    sync["rooms"]["join"][room_id]["ephemeral"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| {
+            e["type"] == "m.receipt" && e["content"][event_id]["m.read"].get(user_id).is_some()
+        })
+}
+
+#[tokio::test]
+async fn typing_receipts_and_device_list_changes_cross_both_ways() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Porch", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    let log = || synapse.log_tail();
+
+    // Typing, both ways.
+    let (status, _) = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room_id}/typing/{}",
+                url_encode(&alice.user_id)
+            ),
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for_sync(
+        &sam,
+        "Alice typing",
+        |s| typing_in(s, &room_id).contains(&alice.user_id),
+        log,
+    )
+    .await;
+    let (status, _) = sam
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room_id}/typing/{}",
+                url_encode(&sam.user_id)
+            ),
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for_sync(
+        &alice,
+        "Sam typing",
+        |s| typing_in(s, &room_id).contains(&sam.user_id),
+        log,
+    )
+    .await;
+
+    // Read receipts, both ways.
+    let (status, sent) = alice.send_text(&room_id, "a1", "read me").await;
+    assert_eq!(status, 200, "{sent}");
+    let alices = sent["event_id"].as_str().expect("event id").to_owned();
+    let (status, sent) = sam.send_text(&room_id, "s1", "and me").await;
+    assert_eq!(status, 200, "{sent}");
+    let sams = sent["event_id"].as_str().expect("event id").to_owned();
+    let mut sam_since = None;
+    wait_for_message(&sam, &mut sam_since, &room_id, "read me", log).await;
+    let (status, body) = sam
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{alices}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_sync(
+        &alice,
+        "Sam's receipt",
+        |s| has_receipt(s, &room_id, &alices, &sam.user_id),
+        log,
+    )
+    .await;
+    let mut alice_since = None;
+    wait_for_message(&alice, &mut alice_since, &room_id, "and me", log).await;
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{sams}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_sync(
+        &sam,
+        "Alice's receipt",
+        |s| has_receipt(s, &room_id, &sams, &alice.user_id),
+        log,
+    )
+    .await;
+
+    // Sam signs in on a new device and uploads its keys: Synapse tells Kith, and Alice's
+    // sync lists Sam among the users whose devices changed.
+    let since = alice.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("batch")
+        .to_owned();
+    let (status, login) = synapse
+        .anonymous()
+        .post(
+            "/_matrix/client/v3/login",
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "sam" }, "password": "password" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let sam_phone = synapse.anonymous().with_login(&login);
+    upload_keys(&sam_phone, "phone-one-time-key").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since = Some(since);
+    loop {
+        let sync = alice.sync(since.as_deref(), 2_000).await;
+        since = sync["next_batch"].as_str().map(str::to_owned);
+        let changed = sync["device_lists"]["changed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if changed.iter().any(|u| u == sam.user_id.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sam's new device never showed\n{}",
+            synapse.log_tail()
+        );
+    }
+
+    // The other way: Alice's new device reaches Synapse, and Sam's key query lists it.
+    let since = sam.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("batch")
+        .to_owned();
+    let (status, login) = kith.login("alice", "password").await;
+    assert_eq!(status, 200, "{login}");
+    let alice_laptop = kith.anonymous().with_login(&login);
+    upload_keys(&alice_laptop, "laptop-one-time-key").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut since = Some(since);
+    loop {
+        let sync = sam.sync(since.as_deref(), 2_000).await;
+        since = sync["next_batch"].as_str().map(str::to_owned);
+        let changed = sync["device_lists"]["changed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if changed.iter().any(|u| u == alice.user_id.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alice's new device never showed\n{}",
+            synapse.log_tail()
+        );
+    }
+    let (status, keys) = sam
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({ "device_keys": { alice.user_id.clone(): [] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{keys}");
+    assert!(
+        keys["device_keys"][alice.user_id.as_str()]
+            .get(&alice_laptop.device_id)
+            .is_some(),
+        "{keys}\n{}",
+        synapse.log_tail()
+    );
+}

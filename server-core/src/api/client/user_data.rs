@@ -50,6 +50,15 @@ pub(crate) async fn create_typing_event(
     services
         .typing
         .set(room_id.as_str(), session.user_id.as_str(), timeout);
+    // spec: server-server-api.md, "Typing Notifications".
+    services
+        .rooms
+        .share_edu(
+            &room_id,
+            "m.typing",
+            json!({ "room_id": room_id, "user_id": session.user_id, "typing": body.typing }),
+        )
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -80,7 +89,42 @@ pub(crate) async fn create_receipt(
             body.thread_id.as_deref(),
         )
         .await?;
+    if receipt_type == "m.read" {
+        share_receipt(
+            &services,
+            &session.user_id,
+            &room_id,
+            &event_id,
+            body.thread_id.as_deref(),
+        )
+        .await?;
+    }
     Ok(Json(json!({})))
+}
+
+/// Sends a public read receipt to the room's other servers (spec: server-server-api.md,
+/// "Receipts"). Private receipts and read markers stay here.
+async fn share_receipt(
+    services: &Services,
+    user_id: &ruma::UserId,
+    room_id: &ruma::RoomId,
+    event_id: &str,
+    thread_id: Option<&str>,
+) -> Result<()> {
+    let mut data = json!({ "ts": ruma::MilliSecondsSinceUnixEpoch::now() });
+    if let Some(thread_id) = thread_id {
+        data["thread_id"] = json!(thread_id);
+    }
+    services
+        .rooms
+        .share_edu(
+            room_id,
+            "m.receipt",
+            json!({ room_id.as_str(): { "m.read": { user_id.as_str(): {
+                "event_ids": [event_id], "data": data,
+            } } } }),
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -115,6 +159,9 @@ pub(crate) async fn set_read_marker(
                 .account
                 .receipt(&session.user_id, &room_id, kind, &event_id, None)
                 .await?;
+            if kind == "m.read" {
+                share_receipt(&services, &session.user_id, &room_id, &event_id, None).await?;
+            }
         }
     }
     Ok(Json(json!({})))

@@ -266,6 +266,30 @@ impl Account {
         }
     }
 
+    /// Records another server's user's public read receipt, as that server sent it.
+    pub async fn remote_receipt(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &str,
+        thread_id: Option<&str>,
+        ts: i64,
+    ) -> Result<()> {
+        self.store
+            .account_data()
+            .set_receipt(Receipt {
+                room_id: room_id.to_string(),
+                user_id: user_id.to_string(),
+                receipt_type: "m.read".to_owned(),
+                thread_id: thread_id.unwrap_or("").to_owned(),
+                event_id: event_id.to_owned(),
+                ts,
+            })
+            .await?;
+        self.notifier.notify();
+        Ok(())
+    }
+
     /// Stores a filter, returning its ID.
     pub async fn create_filter(&self, user_id: &UserId, filter: &Value) -> Result<String> {
         Ok(self

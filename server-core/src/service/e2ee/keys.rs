@@ -292,8 +292,86 @@ impl E2ee {
             .await?;
         if changed {
             self.notifier.notify();
+            self.announce_devices(user_id, Some(device_id)).await?;
         }
         self.one_time_key_counts(user_id, device_id).await
+    }
+
+    /// Tells the servers that share a room with a local user that their devices changed
+    /// (spec: server-server-api.md, "Device Management"): `m.device_list_update` for a
+    /// device's new keys, with the IDs of this change and the one before it so a server
+    /// that missed one fetches the whole list; `m.signing_key_update` for cross-signing
+    /// keys (`device_id` `None`). Queued durably; best effort once the change is stored.
+    ///
+    /// Not announced yet: deleted and renamed devices, and new signatures (other servers
+    /// learn them when they next fetch the user's devices).
+    pub(super) async fn announce_devices(
+        &self,
+        user_id: &UserId,
+        device_id: Option<&str>,
+    ) -> Result<()> {
+        let ours = self.identity.server_name.as_str();
+        let mut servers: Vec<String> = self
+            .store
+            .keys()
+            .users_sharing_a_room(user_id.as_str())
+            .await?
+            .iter()
+            .filter_map(|u| UserId::parse(u.as_str()).ok())
+            .map(|u| u.server_name().to_string())
+            .filter(|s| s != ours)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let devices = self.devices_for_server(user_id).await?;
+        let (edu_type, content) = match device_id {
+            Some(device_id) => {
+                let (stream_id, prev_id) =
+                    self.store.keys().last_two_changes(user_id.as_str()).await?;
+                let keys = devices["devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|d| d["device_id"] == device_id)
+                    .map(|d| d["keys"].clone());
+                let mut content = json!({
+                    "user_id": user_id,
+                    "device_id": device_id,
+                    "stream_id": stream_id,
+                    "prev_id": prev_id.into_iter().collect::<Vec<_>>(),
+                    "deleted": keys.is_none(),
+                });
+                if let Some(keys) = keys {
+                    content["keys"] = keys;
+                }
+                ("m.device_list_update", content)
+            }
+            None => {
+                let mut content = json!({ "user_id": user_id });
+                for key in ["master_key", "self_signing_key"] {
+                    if let Some(value) = devices.get(key) {
+                        content[key] = value.clone();
+                    }
+                }
+                ("m.signing_key_update", content)
+            }
+        };
+        for server in servers {
+            let Ok(server) = ruma::ServerName::parse(&server) else {
+                continue;
+            };
+            if let Err(e) = self
+                .federation
+                .queue_edu(&server, edu_type, content.clone())
+                .await
+            {
+                tracing::warn!(%server, %user_id, error = %e, "device list update not queued");
+            }
+        }
+        Ok(())
     }
 
     /// Unclaimed one-time keys per algorithm; `signed_curve25519` is always present, so that
@@ -630,6 +708,7 @@ impl E2ee {
             ));
         }
         self.notifier.notify();
+        self.announce_devices(user_id, None).await?;
         Ok(())
     }
 

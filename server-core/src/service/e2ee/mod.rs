@@ -70,6 +70,17 @@ impl E2ee {
         user_id.server_name() == self.identity.server_name
     }
 
+    /// Another server says its user's devices or cross-signing keys changed: local users
+    /// sharing a room with them learn it in their next sync.
+    pub async fn remote_device_list_changed(&self, user_id: &UserId) -> Result<()> {
+        self.store
+            .keys()
+            .remote_device_list_changed(user_id.as_str())
+            .await?;
+        self.notifier.notify();
+        Ok(())
+    }
+
     /// Device list updates for `user_id` between two stream positions (spec: "Tracking the
     /// device list for a user" and "Extensions to /sync"). A user is `changed` when their keys
     /// changed and they share a room with `user_id`, or when they came to share a room (a

@@ -46,6 +46,24 @@ impl Rooms {
             .map(|invite| stored_invite_state(&invite)))
     }
 
+    /// Sends an EDU about the room (typing, a receipt) to every other server with a member
+    /// joined.
+    pub async fn share_edu(&self, room_id: &RoomId, edu_type: &str, content: Value) -> Result<()> {
+        let ours = self.identity.server_name.as_str();
+        for server in self.store.events().joined_servers(room_id.as_str()).await? {
+            if server == ours {
+                continue;
+            }
+            let Ok(server) = ServerName::parse(&server) else {
+                continue;
+            };
+            self.federation
+                .queue_edu(&server, edu_type, content.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The stripped state an invite to the room shows.
     pub async fn invite_state(&self, room_id: &RoomId) -> Result<Vec<Value>> {
         let mut events = Vec::new();
