@@ -167,3 +167,125 @@ async fn a_gap_is_filled_and_tampered_pdus_are_redacted_or_rejected() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The room's name as `client` sees it now.
+async fn room_name(client: &Client, room_id: &str) -> String {
+    let (status, name) = client
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"
+        ))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    name["name"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn concurrent_state_changes_on_two_servers_resolve_to_the_same_state() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Start", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    // Alice (the room's creator) makes Bob a moderator, so both may rename the room.
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
+            // In a v12 room the creator outranks everyone and is not listed.
+            json!({ "users": { bob.user_id.clone(): 50 }, "state_default": 50 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, levels) = bob
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"
+            ))
+            .await;
+        if levels["users"][bob.user_id.as_str()] == 50 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{levels}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Neither server sends while both rename the room: the graph forks.
+    one.server().services().federation.stop_sending();
+    two.server().services().federation.stop_sending();
+    let (status, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"),
+            json!({ "name": "Alice's name" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = bob
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"),
+            json!({ "name": "Bob's name" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(room_name(&alice, &room_id).await, "Alice's name");
+    assert_eq!(room_name(&bob, &room_id).await, "Bob's name");
+
+    // Both send again: each resolves the two forks, and they agree. Both names rest on
+    // the same power levels, so state resolution v2 orders them by timestamp and the later
+    // one, Bob's, is applied last (spec: rooms/v2.md, "Mainline ordering").
+    one.server()
+        .services()
+        .federation
+        .start_sending()
+        .await
+        .expect("sending");
+    two.server()
+        .services()
+        .federation
+        .start_sending()
+        .await
+        .expect("sending");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (a, b) = (
+            room_name(&alice, &room_id).await,
+            room_name(&bob, &room_id).await,
+        );
+        if a == b {
+            assert_eq!(a, "Bob's name");
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5");
+            panic!(
+                "one: {a}, two: {b}\none: {}\ntwo: {}",
+                alice.get(&path).await.1,
+                bob.get(&path).await.1
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Messages after the merge follow both forks on each side, and still cross.
+    let (status, _) = alice.send_text(&room_id, "after", "merged").await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !bodies(&history(&bob, &room_id).await).contains(&"merged") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message after the merge never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

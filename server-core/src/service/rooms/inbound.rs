@@ -265,7 +265,7 @@ impl Rooms {
                 .flatten()
                 .collect();
             states.push(after);
-            NewCurrent::Resolved(self.resolve(&rules, states).await?)
+            NewCurrent::Resolved(self.resolve_with(&rules, states, Some(&pdu)).await?)
         };
         let redaction = self.remote_redaction(&pdu, &rules).await?;
         let placement = Placement {
@@ -603,6 +603,17 @@ impl Rooms {
         rules: &RoomVersionRules,
         states: Vec<StateIds>,
     ) -> Result<StateIds> {
+        self.resolve_with(rules, states, None).await
+    }
+
+    /// [`Rooms::resolve`] where one of the states holds `pending`, an event being checked
+    /// that is not stored yet.
+    pub(super) async fn resolve_with(
+        &self,
+        rules: &RoomVersionRules,
+        states: Vec<StateIds>,
+        pending: Option<&Pdu>,
+    ) -> Result<StateIds> {
         let Some(first) = states.first() else {
             return Ok(StateIds::new());
         };
@@ -617,7 +628,17 @@ impl Rooms {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let events = self.with_auth_chains(&ids).await?;
+        let mut events = self.with_auth_chains(&ids).await?;
+        if let Some(pending) = pending {
+            let missing: Vec<OwnedEventId> = pending
+                .auth_events
+                .iter()
+                .filter(|id| !events.contains_key(*id))
+                .cloned()
+                .collect();
+            events.extend(self.with_auth_chains(&missing).await?);
+            events.insert(pending.event_id.clone(), pending.clone());
+        }
         let maps: Vec<StateMap<OwnedEventId>> = states
             .iter()
             .map(|state| {
