@@ -859,7 +859,9 @@ async fn receive_typing(services: &Services, origin: &ServerName, content: &Valu
     ) else {
         return Ok(());
     };
-    if !joined(services, &room_id, &user_id).await? {
+    if !joined(services, &room_id, &user_id).await?
+        || !services.rooms.server_allowed(&room_id, origin).await?
+    {
         return Ok(());
     }
     let typing = content["typing"].as_bool().unwrap_or(false);
@@ -883,6 +885,9 @@ async fn receive_receipts(services: &Services, origin: &ServerName, content: &Va
         let Some(readers) = receipts["m.read"].as_object() else {
             continue;
         };
+        if !services.rooms.server_allowed(&room_id, origin).await? {
+            continue;
+        }
         for (user_id, receipt) in readers {
             let Some(user_id) = origin_user(origin, &json!(user_id)) else {
                 continue;

@@ -289,3 +289,83 @@ async fn concurrent_state_changes_on_two_servers_resolve_to_the_same_state() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_server_denied_by_the_rooms_acl_is_refused_everywhere() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Private porch", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+
+    // Both test servers are "localhost" without their ports, which is what ACLs match.
+    // The ACL binds other servers only: server one's own users go on.
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.server_acl/"),
+            json!({ "allow": ["*"], "deny": ["localhost"], "allow_ip_literals": false }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = alice.send_text(&room_id, "a1", "still here").await;
+    assert_eq!(status, 200);
+
+    let federation = &two.server().services().federation;
+    let one_name = ServerName::parse(one.server_name()).expect("server name");
+    let room = matrix_sdk::ruma::RoomId::parse(&room_id).expect("room id");
+    let bob_id = matrix_sdk::ruma::UserId::parse(&bob.user_id).expect("user id");
+
+    // make_join and state_ids are refused with 403 M_FORBIDDEN.
+    let error = federation
+        .make_join(&one_name, &room, &bob_id, &["12"])
+        .await
+        .expect_err("denied");
+    assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
+    let (status, sent) = bob.send_text(&room_id, "b1", "let me in").await;
+    assert_eq!(status, 200, "{sent}");
+    let bobs = EventId::parse(sent["event_id"].as_str().expect("id")).expect("event id");
+    let error = federation
+        .state_ids(&one_name, &room, &bobs)
+        .await
+        .expect_err("denied");
+    assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
+
+    // A PDU from server two is refused with an error in the transaction's answer.
+    let pdu = two
+        .server()
+        .services()
+        .rooms
+        .event_for_server(&one_name, &bobs)
+        .await
+        .expect("pdu");
+    let answer = federation
+        .request(
+            &one_name,
+            reqwest::Method::PUT,
+            "/_matrix/federation/v1/send/acl-1",
+            &[],
+            Some(&json!({ "origin": two.server_name(), "origin_server_ts": 1, "pdus": [pdu] })),
+            true,
+        )
+        .await
+        .expect("transaction answered");
+    assert!(
+        answer["pdus"][bobs.as_str()]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ACL")),
+        "{answer}"
+    );
+    assert!(!bodies(&history(&alice, &room_id).await).contains(&"let me in"));
+}

@@ -8,7 +8,9 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use ruma::{EventId, OwnedEventId, RoomId, ServerName};
+use ruma::{
+    EventId, OwnedEventId, RoomId, ServerName, events::room::server_acl::RoomServerAclEventContent,
+};
 use serde_json::Value;
 
 use super::Rooms;
@@ -22,6 +24,33 @@ use crate::{
 const MAX_EVENTS: usize = 100;
 
 impl Rooms {
+    /// Whether the room's server ACL, if it has one, lets `server` take part (spec:
+    /// server-server-api.md, "Server Access Control Lists (ACLs)"; ruma matches the globs
+    /// against the host without its port). An ACL whose content does not parse denies no
+    /// one.
+    pub async fn server_allowed(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        let Some(acl) = self.state_event(room_id, "m.room.server_acl", "").await? else {
+            return Ok(true);
+        };
+        Ok(
+            match serde_json::from_str::<RoomServerAclEventContent>(acl.content.get()) {
+                Ok(acl) => acl.is_allowed(server),
+                Err(_) => true,
+            },
+        )
+    }
+
+    /// `M_FORBIDDEN` when the room's server ACL denies `server`.
+    pub async fn ensure_server_allowed(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+        if self.server_allowed(room_id, server).await? {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "{server} is denied by this room's server ACL."
+            )))
+        }
+    }
+
     /// `POST /get_missing_events/{roomId}`: events before `latest` back to (not including)
     /// `earliest`, at most `limit` (10 by default), with depth at least `min_depth`, oldest
     /// first.
@@ -34,6 +63,7 @@ impl Rooms {
         limit: usize,
         min_depth: u64,
     ) -> Result<Vec<Value>> {
+        self.ensure_server_allowed(room_id, server).await?;
         let stop: HashSet<&OwnedEventId> = earliest.iter().collect();
         let mut seen: HashSet<OwnedEventId> = latest.iter().cloned().collect();
         let mut queue: VecDeque<OwnedEventId> = VecDeque::new();
@@ -73,6 +103,7 @@ impl Rooms {
         from: &[OwnedEventId],
         limit: usize,
     ) -> Result<Vec<Value>> {
+        self.ensure_server_allowed(room_id, server).await?;
         let mut seen: HashSet<OwnedEventId> = HashSet::new();
         let mut queue: VecDeque<OwnedEventId> = from.iter().cloned().collect();
         let mut found: Vec<Pdu> = Vec::new();
@@ -185,6 +216,7 @@ impl Rooms {
         room_id: &RoomId,
         event_id: &EventId,
     ) -> Result<Pdu> {
+        self.ensure_server_allowed(room_id, server).await?;
         let not_found = || Error::not_found("That event is not known here.");
         let pdu = self
             .graph_pdus(&[event_id.to_owned()])

@@ -119,6 +119,8 @@ impl Rooms {
     ///
     /// Missing auth and prev events are asked of `origin`, the server that sent the PDU.
     pub async fn receive(&self, origin: &ServerName, incoming: Incoming) -> Result<Outcome> {
+        self.ensure_server_allowed(&incoming.room_id, origin)
+            .await?;
         let _guard = self.lock(&incoming.room_id).await;
         self.receive_locked(incoming, Vec::new(), Some(origin))
             .await

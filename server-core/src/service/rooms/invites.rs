@@ -216,7 +216,9 @@ impl Rooms {
             .await?
             .iter()
             .any(|s| s == self.identity.server_name.as_str());
-        if !resident {
+        if resident {
+            self.ensure_server_allowed(room_id, origin).await?;
+        } else {
             let invite_state = body
                 .get("invite_room_state")
                 .filter(|s| s.is_array())

@@ -59,6 +59,7 @@ impl Rooms {
         }
         let (version, rules) = self.version(room_id).await?;
         self.ensure_resident(room_id).await?;
+        self.ensure_server_allowed(room_id, origin).await?;
         if let Some(supported) = supported
             && !supported.iter().any(|v| v == version.as_str())
         {
@@ -217,6 +218,7 @@ impl Rooms {
         membership: &str,
     ) -> Result<(RoomVersionRules, Vec<String>)> {
         self.ensure_resident(room_id).await?;
+        self.ensure_server_allowed(room_id, origin).await?;
         let incoming = self.incoming(pdu).await?;
         if incoming.event_id != event_id || incoming.room_id() != room_id {
             return Err(Error::invalid_param(
