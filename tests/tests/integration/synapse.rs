@@ -1103,3 +1103,105 @@ async fn typing_receipts_and_device_list_changes_cross_both_ways() {
         synapse.log_tail()
     );
 }
+
+#[tokio::test]
+async fn kicks_and_bans_cross_both_ways_and_event_ids_match() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let log = || synapse.log_tail();
+
+    // A room on each side, each joined by the other's user.
+    let kith_room = alice
+        .create_room(json!({ "name": "Kith side", "preset": "public_chat" }))
+        .await;
+    let synapse_room = sam
+        .create_room(json!({ "name": "Synapse side", "preset": "public_chat" }))
+        .await;
+    let (status, body) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{kith_room}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    let (status, body) = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{synapse_room}?via={}",
+                url_encode(&synapse.server_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The same message has the same event ID on both servers.
+    let (status, sent) = sam.send_text(&kith_room, "s1", "same everywhere").await;
+    assert_eq!(status, 200, "{sent}");
+    let event_id = sent["event_id"].as_str().expect("event id").to_owned();
+    let mut since = None;
+    wait_for_message(&alice, &mut since, &kith_room, "same everywhere", log).await;
+    let (status, event) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{kith_room}/event/{event_id}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["content"]["body"], "same everywhere");
+
+    // Alice kicks Sam from her room; Sam sees it on Synapse.
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{kith_room}/kick"),
+            json!({ "user_id": sam.user_id, "reason": "tidying up" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_membership(&sam, &kith_room, &sam.user_id, "leave", log).await;
+
+    // Sam bans Alice from his room; Kith sees it, and Alice cannot rejoin.
+    let (status, body) = sam
+        .post(
+            &format!("/_matrix/client/v3/rooms/{synapse_room}/ban"),
+            json!({ "user_id": alice.user_id, "reason": "no reason" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_membership(&alice, &synapse_room, &alice.user_id, "ban", log).await;
+    let (status, body) = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{synapse_room}?via={}",
+                url_encode(&synapse.server_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    // The other way too: Alice bans Sam from her room, and his rejoin through Kith is
+    // refused.
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{kith_room}/ban"),
+            json!({ "user_id": sam.user_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_membership(&alice, &kith_room, &sam.user_id, "ban", log).await;
+    let (status, body) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{kith_room}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}\n{}", log());
+}
