@@ -590,6 +590,22 @@ impl EventsStore<'_> {
             .await
     }
 
+    /// Why an event was rejected, if it was.
+    pub async fn rejection(&self, event_id: &str) -> Result<Option<String>> {
+        let event_id = event_id.to_owned();
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT reason FROM rejected_events WHERE event_id = ?1",
+                        [event_id],
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
     /// Keeps an event of the room graph outside the timeline (a soft-failed one).
     pub async fn store_outlier(
         &self,

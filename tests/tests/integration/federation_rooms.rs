@@ -369,3 +369,109 @@ async fn a_server_denied_by_the_rooms_acl_is_refused_everywhere() {
     );
     assert!(!bodies(&history(&alice, &room_id).await).contains(&"let me in"));
 }
+
+#[tokio::test]
+async fn a_pdu_breaking_the_auth_rules_is_rejected_and_changes_no_state() {
+    use matrix_sdk::ruma::{
+        CanonicalJsonValue, RoomVersionId,
+        signatures::{hash_and_sign_event, reference_hash},
+    };
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Kept", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    let (status, sent) = alice.send_text(&room_id, "a1", "hello").await;
+    assert_eq!(status, 200, "{sent}");
+
+    // Server one, misbehaving: a rename by Mallory, a user of its own who never joined,
+    // properly hashed and signed with its key. The signature is fine; the auth rules are
+    // not (the sender is not in the room).
+    let services = one.server().services();
+    let two_name = ServerName::parse(two.server_name()).expect("server name");
+    let template = services
+        .rooms
+        .event_for_server(
+            &two_name,
+            &EventId::parse(sent["event_id"].as_str().expect("id")).expect("event id"),
+        )
+        .await
+        .expect("pdu");
+    let mut forged = template.clone();
+    forged["type"] = json!("m.room.name");
+    forged["state_key"] = json!("");
+    forged["sender"] = json!(format!("@mallory:{}", one.server_name()));
+    forged["content"] = json!({ "name": "Taken over" });
+    let mut object = match CanonicalJsonValue::try_from(forged).expect("canonical") {
+        CanonicalJsonValue::Object(object) => object,
+        _ => panic!("not an object"),
+    };
+    object.remove("hashes");
+    object.remove("signatures");
+    let key = kith::crypto::load_or_create_signing_key(&one.data_dir().join("keys/signing.key"))
+        .expect("server one's key");
+    let rules = RoomVersionId::V12.rules().expect("rules");
+    hash_and_sign_event(one.server_name(), &key, &mut object, &rules.redaction).expect("signed");
+    let forged_id = format!("${}", reference_hash(&object, &rules).expect("hash"));
+    let answer = services
+        .federation
+        .request(
+            &two_name,
+            reqwest::Method::PUT,
+            "/_matrix/federation/v1/send/forged-1",
+            &[],
+            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [object] })),
+            true,
+        )
+        .await
+        .expect("transaction answered");
+    let error = answer["pdus"][forged_id.as_str()]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!error.is_empty(), "{answer}");
+
+    // Server two kept the room as it was: the name, and no trace in the timeline.
+    assert_eq!(room_name(&bob, &room_id).await, "Kept");
+    let (status, page) = bob
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=50"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["event_id"] == forged_id.as_str()),
+        "{page}"
+    );
+    // And the same PDU again is answered the same way without being checked again.
+    let answer = services
+        .federation
+        .request(
+            &two_name,
+            reqwest::Method::PUT,
+            "/_matrix/federation/v1/send/forged-2",
+            &[],
+            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [object] })),
+            true,
+        )
+        .await
+        .expect("transaction answered");
+    assert_eq!(answer["pdus"][forged_id.as_str()]["error"], error.as_str());
+    assert_eq!(room_name(&bob, &room_id).await, "Kept");
+}

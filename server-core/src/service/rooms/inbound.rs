@@ -142,6 +142,9 @@ impl Rooms {
             object,
         } = incoming;
         let events = self.store.events();
+        if let Some(reason) = events.rejection(event_id.as_str()).await? {
+            return Ok(Outcome::Rejected(reason));
+        }
         if events.seen(event_id.as_str()).await? {
             return Ok(Outcome::Accepted);
         }
