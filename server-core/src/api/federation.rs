@@ -90,6 +90,14 @@ pub fn router(services: Services) -> Router {
             get(make_leave),
         )
         .route(
+            "/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
+            get(make_knock),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/{room_id}/{event_id}",
+            axum::routing::put(send_knock),
+        )
+        .route(
             "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
             axum::routing::put(send_leave),
         )
@@ -930,4 +938,39 @@ async fn receive_device_list_update(
         services.e2ee.remote_device_list_changed(&user_id).await?;
     }
     Ok(())
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}` (spec: "Knocking upon a
+/// room").
+async fn make_knock(
+    State(services): State<Services>,
+    PathParams((room_id, user_id)): PathParams<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let user_id = parse_user_id(&user_id)?;
+    let supported = listed_versions(query.as_deref());
+    let (version, event) = services
+        .rooms
+        .make_knock(&signed.origin, &room_id, &user_id, &supported)
+        .await?;
+    Ok(Json(json!({ "room_version": version, "event": event })))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
+async fn send_knock(
+    State(services): State<Services>,
+    PathParams((room_id, event_id)): PathParams<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    let event_id = parse_event_id(&event_id)?;
+    let pdu: Value = signed.json()?;
+    Ok(Json(
+        services
+            .rooms
+            .send_knock(&signed.origin, &room_id, &event_id, pdu)
+            .await?,
+    ))
 }

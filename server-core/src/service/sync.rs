@@ -508,11 +508,11 @@ impl Sync {
         room_id: &RoomId,
         membership: &Membership,
     ) -> Result<Vec<Value>> {
-        // An invite to a room this server is not in shows the state its server sent.
+        // An invite or knock in a room this server is not in shows the state its server sent.
         let user_id = UserId::parse(membership.user_id.as_str()).map_err(Error::internal)?;
-        let mut events = match self.rooms.remote_invite_state(room_id, &user_id).await? {
-            Some(state) if membership.membership == "invite" => state,
-            _ => self.rooms.invite_state(room_id).await?,
+        let mut events = match self.rooms.remote_room_state(room_id, &user_id).await? {
+            Some(state) => state,
+            None => self.rooms.invite_state(room_id).await?,
         };
         if let Some(member) = self
             .rooms

@@ -81,19 +81,21 @@ pub struct NewEvent {
     pub destinations: Vec<String>,
 }
 
-/// An invite of a local user to a room this server is not in.
+/// An invite or knock of a local user in a room this server is not in.
 #[derive(Debug, Clone)]
-pub struct RemoteInvite {
+pub struct RemoteMembership {
     /// The room.
     pub room_id: String,
-    /// The invited local user.
+    /// The local user.
     pub user_id: String,
-    /// The invite event.
+    /// `invite` or `knock`.
+    pub membership: String,
+    /// The invite or knock event.
     pub event_id: String,
     /// The room's version.
     pub room_version: String,
-    /// The stripped state events, as a JSON array.
-    pub invite_state: String,
+    /// The stripped state events the other server sent, as a JSON array.
+    pub room_state: String,
 }
 
 /// The room state before a new event.
@@ -626,55 +628,60 @@ impl EventsStore<'_> {
             .await
     }
 
-    /// Records an invite of a local user to a room this server is not in: the event as an
-    /// outlier, the membership (at a new stream position, so /sync shows it), and the
-    /// stripped state that came with it.
-    pub async fn store_remote_invite(&self, invite: RemoteInvite, json: String) -> Result<i64> {
+    /// Records an invite or knock of a local user in a room this server is not in: the
+    /// event as an outlier, the membership (at a new stream position, so /sync shows it),
+    /// and the stripped state that came with it.
+    pub async fn store_remote_membership(
+        &self,
+        remote: RemoteMembership,
+        json: String,
+    ) -> Result<i64> {
         self.store
             .write(move |txn| {
                 let now = super::now_ms();
                 txn.execute(
                     "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, 0, ?4)",
-                    params![invite.event_id, invite.room_id, json, now],
+                    params![remote.event_id, remote.room_id, json, now],
                 )?;
                 txn.execute(
-                    "INSERT OR REPLACE INTO remote_invites (room_id, user_id, event_id, room_version, invite_state) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![invite.room_id, invite.user_id, invite.event_id, invite.room_version, invite.invite_state],
+                    "INSERT OR REPLACE INTO remote_memberships (room_id, user_id, membership, event_id, room_version, room_state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![remote.room_id, remote.user_id, remote.membership, remote.event_id, remote.room_version, remote.room_state],
                 )?;
                 let pos = next_stream_pos(txn)?;
                 txn.execute(
-                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, 'invite', ?3, ?4) \
-                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', \
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
                      event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
-                    params![invite.room_id, invite.user_id, invite.event_id, pos],
+                    params![remote.room_id, remote.user_id, remote.membership, remote.event_id, pos],
                 )?;
                 Ok(pos)
             })
             .await
     }
 
-    /// The invite of `user_id` to a room this server is not in, if there is one.
-    pub async fn remote_invite(
+    /// A local user's invite or knock in a room this server is not in, if there is one.
+    pub async fn remote_membership(
         &self,
         room_id: &str,
         user_id: &str,
-    ) -> Result<Option<RemoteInvite>> {
+    ) -> Result<Option<RemoteMembership>> {
         let args = [room_id.to_owned(), user_id.to_owned()];
         self.store
             .read(move |conn| {
                 Ok(conn
                     .query_row(
-                        "SELECT room_id, user_id, event_id, room_version, invite_state FROM remote_invites \
+                        "SELECT room_id, user_id, membership, event_id, room_version, room_state FROM remote_memberships \
                          WHERE room_id = ?1 AND user_id = ?2",
                         args,
                         |row| {
-                            Ok(RemoteInvite {
+                            Ok(RemoteMembership {
                                 room_id: row.get(0)?,
                                 user_id: row.get(1)?,
-                                event_id: row.get(2)?,
-                                room_version: row.get(3)?,
-                                invite_state: row.get(4)?,
+                                membership: row.get(2)?,
+                                event_id: row.get(3)?,
+                                room_version: row.get(4)?,
+                                room_state: row.get(5)?,
                             })
                         },
                     )
@@ -683,9 +690,10 @@ impl EventsStore<'_> {
             .await
     }
 
-    /// Ends a local user's invite to a room this server is not in (rejected, or turned
-    /// into a join): the leave event, if any, becomes an outlier and the membership moves.
-    pub async fn end_remote_invite(
+    /// Ends a local user's invite or knock in a room this server is not in (rejected,
+    /// withdrawn, or turned into a join): the leave event, if any, becomes an outlier and
+    /// the membership moves to it.
+    pub async fn end_remote_membership(
         &self,
         room_id: &str,
         user_id: &str,
@@ -695,7 +703,7 @@ impl EventsStore<'_> {
         self.store
             .write(move |txn| {
                 txn.execute(
-                    "DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2",
+                    "DELETE FROM remote_memberships WHERE room_id = ?1 AND user_id = ?2",
                     params![room_id, user_id],
                 )?;
                 if let Some((event_id, json)) = leave {

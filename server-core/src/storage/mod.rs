@@ -41,7 +41,7 @@ pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
     events::{
-        EventsStore, Membership, NewCurrent, NewEvent, RemoteInvite, StateBefore, StoredEvent,
+        EventsStore, Membership, NewCurrent, NewEvent, RemoteMembership, StateBefore, StoredEvent,
     },
     federation_queue::{DestinationHealth, FederationQueueStore, OutboxItem, OutboxKind},
     keys::{

@@ -1205,3 +1205,72 @@ async fn kicks_and_bans_cross_both_ways_and_event_ids_match() {
         .await;
     assert_eq!(status, 403, "{body}\n{}", log());
 }
+
+#[tokio::test]
+async fn knocks_cross_both_ways_and_an_invite_lets_the_knocker_in() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let log = || synapse.log_tail();
+    let knock_room = json!({
+        "preset": "private_chat",
+        "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }],
+    });
+
+    // Sam knocks on Alice's room through Synapse; Kith takes the knock, Alice lets him in.
+    let mut body = knock_room.clone();
+    body["name"] = json!("Alice's study");
+    let kith_room = alice.create_room(body).await;
+    let (status, knocked) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/knock/{kith_room}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({ "reason": "may I?" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{knocked}\n{}", log());
+    wait_for_membership(&alice, &kith_room, &sam.user_id, "knock", log).await;
+    let (status, body) = alice.invite(&kith_room, &sam.user_id).await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    wait_for_invite(&sam, &kith_room, log).await;
+    let (status, body) = sam.join(&kith_room).await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    wait_for_membership(&alice, &kith_room, &sam.user_id, "join", log).await;
+
+    // Alice knocks on Sam's room through Kith; her sync shows the knock with the room's
+    // name, and Sam's invite turns it into a join.
+    let mut body = knock_room.clone();
+    body["name"] = json!("Sam's workshop");
+    let synapse_room = sam.create_room(body).await;
+    let (status, knocked) = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/knock/{synapse_room}?via={}",
+                url_encode(&synapse.server_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{knocked}\n{}", log());
+    let sync = alice.sync(None, 0).await;
+    let state = sync["rooms"]["knock"][synapse_room.as_str()]["knock_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Sam's workshop"),
+        "{sync}"
+    );
+    wait_for_membership(&sam, &synapse_room, &alice.user_id, "knock", log).await;
+    let (status, body) = sam.invite(&synapse_room, &alice.user_id).await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    wait_for_invite(&alice, &synapse_room, log).await;
+    let (status, body) = alice.join(&synapse_room).await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    wait_for_membership(&sam, &synapse_room, &alice.user_id, "join", log).await;
+}

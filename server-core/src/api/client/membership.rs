@@ -4,7 +4,7 @@ use axum::{
     Json,
     extract::{RawQuery, State},
 };
-use ruma::{OwnedServerName, ServerName};
+use ruma::{OwnedRoomId, OwnedServerName, ServerName};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -110,18 +110,17 @@ fn via_servers(query: Option<&str>) -> Vec<OwnedServerName> {
         .collect()
 }
 
-/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`: an alias of another server is asked of
-/// that server, which also names servers to join through.
-pub(crate) async fn join_room_by_id_or_alias(
-    State(services): State<Services>,
-    AuthedUser(session): AuthedUser,
-    PathParams(room): PathParams<String>,
-    RawQuery(query): RawQuery,
-    JsonBody(body): JsonBody<ReasonBody>,
-) -> Result<Json<Value>> {
-    let mut via = via_servers(query.as_deref());
+/// The room a `roomIdOrAlias` names and the servers to reach it through: `via` (and
+/// `server_name`) from the query, and for another server's alias, the servers that
+/// server names when asked (spec: "GET /directory/room/{roomAlias}").
+async fn room_and_servers(
+    services: &Services,
+    room: &str,
+    query: Option<&str>,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let mut via = via_servers(query);
     let room_id = if room.starts_with('#') {
-        let alias = parse_alias(&room)?;
+        let alias = parse_alias(room)?;
         let (room_id, servers) = if alias.server_name() == &*services.identity.server_name {
             services.rooms.resolve_alias(&alias).await?
         } else {
@@ -130,8 +129,20 @@ pub(crate) async fn join_room_by_id_or_alias(
         via.extend(servers);
         room_id
     } else {
-        parse_room_id(&room)?
+        parse_room_id(room)?
     };
+    Ok((room_id, via))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub(crate) async fn join_room_by_id_or_alias(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(room): PathParams<String>,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<Value>> {
+    let (room_id, via) = room_and_servers(&services, &room, query.as_deref()).await?;
     services
         .rooms
         .join(&session.user_id, &room_id, body.reason.as_deref(), &via)
@@ -144,16 +155,13 @@ pub(crate) async fn knock_room(
     State(services): State<Services>,
     AuthedUser(session): AuthedUser,
     PathParams(room): PathParams<String>,
+    RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<Value>> {
-    let room_id = if room.starts_with('#') {
-        services.rooms.resolve_alias(&parse_alias(&room)?).await?.0
-    } else {
-        parse_room_id(&room)?
-    };
+    let (room_id, via) = room_and_servers(&services, &room, query.as_deref()).await?;
     services
         .rooms
-        .knock(&session.user_id, &room_id, body.reason.as_deref())
+        .knock(&session.user_id, &room_id, body.reason.as_deref(), &via)
         .await?;
     Ok(Json(json!({ "room_id": room_id })))
 }

@@ -999,3 +999,59 @@ impl Federation {
         Ok(())
     }
 }
+
+impl Federation {
+    /// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}` (spec: "Knocking upon a
+    /// room"): a knock template, as (room version, template).
+    pub async fn make_knock(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+        versions: &[&str],
+    ) -> Result<(String, Value)> {
+        let path = format!(
+            "/_matrix/federation/v1/make_knock/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(user_id.as_str())
+        );
+        let query: Vec<(&str, &str)> = versions.iter().map(|v| ("ver", *v)).collect();
+        let answer = self
+            .request(server, Method::GET, &path, &query, None, true)
+            .await?;
+        let version = answer
+            .get("room_version")
+            .and_then(Value::as_str)
+            .unwrap_or("1")
+            .to_owned();
+        let event = answer
+            .get("event")
+            .filter(|e| e.is_object())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} gave no knock event template"),
+                )
+            })?;
+        Ok((version, event))
+    }
+
+    /// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: our signed knock,
+    /// answered with the room's stripped state.
+    pub async fn send_knock(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        event_id: &ruma::EventId,
+        event: &Value,
+    ) -> Result<Value> {
+        let path = format!(
+            "/_matrix/federation/v1/send_knock/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(event_id.as_str())
+        );
+        self.request(server, Method::PUT, &path, &[], Some(event), true)
+            .await
+    }
+}

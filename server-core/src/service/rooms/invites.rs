@@ -4,10 +4,9 @@
 //! `make_leave`/`send_leave` on the inviting server.
 
 use ruma::{
-    CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId,
-    RoomVersionId, ServerName, UserId,
+    CanonicalJsonValue, EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
     events::TimelineEventType,
-    signatures::{hash_and_sign_event, reference_hash, sign_event},
+    signatures::{reference_hash, sign_event},
 };
 use serde_json::{Value, json};
 
@@ -15,7 +14,7 @@ use super::{Rooms, join_remote::SUPPORTED_VERSIONS, timeline::Built, timeline::E
 use crate::{
     error::{Error, ErrorKind, Result},
     pdu::stripped_state,
-    storage::RemoteInvite,
+    storage::RemoteMembership,
 };
 
 /// The state events an invite shows of its room (spec: client-server-api, "Stripped
@@ -31,9 +30,9 @@ pub(crate) const INVITE_STATE_TYPES: &[&str] = &[
 ];
 
 impl Rooms {
-    /// The stripped state kept with a local user's invite to a room this server is not
-    /// in, if that is what the user has.
-    pub async fn remote_invite_state(
+    /// The stripped state kept with a local user's invite or knock in a room this server
+    /// is not in, if that is what the user has.
+    pub async fn remote_room_state(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
@@ -41,9 +40,9 @@ impl Rooms {
         Ok(self
             .store
             .events()
-            .remote_invite(room_id.as_str(), user_id.as_str())
+            .remote_membership(room_id.as_str(), user_id.as_str())
             .await?
-            .map(|invite| stored_invite_state(&invite)))
+            .map(|remote| stored_room_state(&remote)))
     }
 
     /// Sends an EDU about the room (typing, a receipt) to every other server with a member
@@ -226,13 +225,14 @@ impl Rooms {
                 .unwrap_or_else(|| json!([]));
             self.store
                 .events()
-                .store_remote_invite(
-                    RemoteInvite {
+                .store_remote_membership(
+                    RemoteMembership {
                         room_id: room_id.to_string(),
                         user_id: target.to_string(),
+                        membership: "invite".to_owned(),
                         event_id: event_id.to_string(),
                         room_version: version.to_string(),
-                        invite_state: serde_json::to_string(&invite_state)?,
+                        room_state: serde_json::to_string(&invite_state)?,
                     },
                     serde_json::to_string(&signed)?,
                 )
@@ -242,9 +242,10 @@ impl Rooms {
         Ok(json!({ "event": signed }))
     }
 
-    /// The servers that can help with a local user's invite to a room this server is not
-    /// in: the inviter's, then the room ID's (before v12). Empty without such an invite.
-    pub(super) async fn invite_servers(
+    /// The servers that can help with a local user's invite or knock in a room this server
+    /// is not in: the sender's of the invite (or the one knocked through), then the room
+    /// ID's (before v12). Empty without such a membership.
+    pub(super) async fn remote_membership_servers(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
@@ -252,7 +253,7 @@ impl Rooms {
         let Some(invite) = self
             .store
             .events()
-            .remote_invite(room_id.as_str(), user_id.as_str())
+            .remote_membership(room_id.as_str(), user_id.as_str())
             .await?
         else {
             return Ok(Vec::new());
@@ -268,10 +269,11 @@ impl Rooms {
         Ok(servers)
     }
 
-    /// Rejects a local user's invite to a room this server is not in, through the
-    /// inviting server (`make_leave`, `send_leave`). If no server takes the rejection, it
-    /// is still rejected here, as Synapse does: the user is no longer bothered by it.
-    pub(super) async fn reject_remote_invite(
+    /// Rejects a local user's invite (or withdraws their knock) in a room this server is
+    /// not in, through the inviting (or knocked) server (`make_leave`, `send_leave`). If
+    /// no server takes it, it is still done here, as Synapse does: the user is no longer
+    /// bothered by it.
+    pub(super) async fn leave_remote_membership(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
@@ -280,13 +282,13 @@ impl Rooms {
         let Some(invite) = self
             .store
             .events()
-            .remote_invite(room_id.as_str(), user_id.as_str())
+            .remote_membership(room_id.as_str(), user_id.as_str())
             .await?
         else {
             return Err(Error::forbidden("You are not in this room."));
         };
         let mut leave = None;
-        for server in self.invite_servers(room_id, user_id).await? {
+        for server in self.remote_membership_servers(room_id, user_id).await? {
             match self.leave_through(&server, room_id, user_id, reason).await {
                 Ok(event) => {
                     leave = Some(event);
@@ -314,10 +316,69 @@ impl Rooms {
         };
         self.store
             .events()
-            .end_remote_invite(room_id.as_str(), user_id.as_str(), Some(leave))
+            .end_remote_membership(room_id.as_str(), user_id.as_str(), Some(leave))
             .await?;
         self.notifier.notify();
         Ok(())
+    }
+
+    /// Knocks on a room this server is not in, through the first of `via` that takes it
+    /// (`make_knock`, `send_knock`), and keeps the knock with the stripped state the
+    /// server answers with.
+    pub(super) async fn knock_remote(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        via: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let mut last_error =
+            Error::not_found("No server that could take a knock on this room is known.");
+        for server in via.iter().filter(|s| **s != self.identity.server_name) {
+            let attempt = async {
+                let (version, template) = self
+                    .federation
+                    .make_knock(server, room_id, user_id, SUPPORTED_VERSIONS)
+                    .await?;
+                let content = self.member_content(user_id, "knock", reason).await?;
+                let (_, event_id, event) = self
+                    .sign_template(server, room_id, user_id, &version, template, content)
+                    .await?;
+                let answer = self
+                    .federation
+                    .send_knock(server, room_id, &event_id, &serde_json::to_value(&event)?)
+                    .await?;
+                let state = answer
+                    .get("knock_room_state")
+                    .filter(|s| s.is_array())
+                    .cloned()
+                    .unwrap_or_else(|| json!([]));
+                self.store
+                    .events()
+                    .store_remote_membership(
+                        RemoteMembership {
+                            room_id: room_id.to_string(),
+                            user_id: user_id.to_string(),
+                            membership: "knock".to_owned(),
+                            event_id: event_id.to_string(),
+                            room_version: version,
+                            room_state: serde_json::to_string(&state)?,
+                        },
+                        serde_json::to_string(&event)?,
+                    )
+                    .await?;
+                self.notifier.notify();
+                Ok::<(), Error>(())
+            };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e, "remote knock failed");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
     }
 
     /// One `make_leave` + `send_leave` round; returns the leave event (ID, JSON).
@@ -329,65 +390,13 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<(String, String)> {
         let (version, template) = self.federation.make_leave(server, room_id, user_id).await?;
-        let version = RoomVersionId::try_from(version.as_str()).map_err(Error::internal)?;
-        let rules = version.rules().ok_or_else(|| {
-            Error::new(
-                ErrorKind::UnsupportedRoomVersion,
-                format!("The room is of version {version}, which Kith does not know."),
-            )
-        })?;
-        let mut event = match CanonicalJsonValue::try_from(template) {
-            Ok(CanonicalJsonValue::Object(object)) => object,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::BadGateway,
-                    format!("{server} gave a leave template that is not canonical JSON."),
-                ));
-            }
-        };
-        let expected = |key: &str, value: &str| matches!(event.get(key), Some(CanonicalJsonValue::String(s)) if s == value);
-        if !expected("sender", user_id.as_str())
-            || !expected("state_key", user_id.as_str())
-            || !expected("type", "m.room.member")
-            || !expected("room_id", room_id.as_str())
-        {
-            return Err(Error::new(
-                ErrorKind::BadGateway,
-                format!("{server} gave a leave template for another event."),
-            ));
-        }
         let mut content = json!({ "membership": "leave" });
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
         }
-        event.insert(
-            "content".to_owned(),
-            CanonicalJsonValue::try_from(content).map_err(Error::internal)?,
-        );
-        event.insert(
-            "origin_server_ts".to_owned(),
-            CanonicalJsonValue::try_from(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
-                .map_err(Error::internal)?,
-        );
-        event.insert(
-            "origin".to_owned(),
-            CanonicalJsonValue::String(self.identity.server_name.to_string()),
-        );
-        for key in ["event_id", "hashes", "signatures", "unsigned"] {
-            event.remove(key);
-        }
-        hash_and_sign_event(
-            self.identity.server_name.as_str(),
-            &self.identity.signing_key,
-            &mut event,
-            &rules.redaction,
-        )
-        .map_err(Error::internal)?;
-        let event_id = EventId::parse(format!(
-            "${}",
-            reference_hash(&event, &rules).map_err(Error::internal)?
-        ))
-        .map_err(Error::internal)?;
+        let (_, event_id, event) = self
+            .sign_template(server, room_id, user_id, &version, template, content)
+            .await?;
         let value = serde_json::to_value(&event)?;
         self.federation
             .send_leave(server, room_id, &event_id, &value)
@@ -396,9 +405,9 @@ impl Rooms {
     }
 }
 
-/// The stripped state kept with a remote invite, as a client sees it.
-fn stored_invite_state(invite: &RemoteInvite) -> Vec<Value> {
-    serde_json::from_str::<Vec<Value>>(&invite.invite_state)
+/// The stripped state kept with a remote invite or knock, as a client sees it.
+fn stored_room_state(remote: &RemoteMembership) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(&remote.room_state)
         .unwrap_or_default()
         .into_iter()
         .filter(|e| e.get("type").is_some_and(Value::is_string))

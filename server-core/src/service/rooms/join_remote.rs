@@ -66,75 +66,10 @@ impl Rooms {
             .federation
             .make_join(server, room_id, user_id, SUPPORTED_VERSIONS)
             .await?;
-        if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
-            return Err(Error::new(
-                ErrorKind::UnsupportedRoomVersion,
-                format!("The room is of version {version}, which Kith cannot join yet."),
-            ));
-        }
-        let version = RoomVersionId::try_from(version.as_str()).map_err(Error::internal)?;
-        let rules = version
-            .rules()
-            .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
-
-        // Our join: the template with our content, time, hashes and signature.
-        let mut event = match CanonicalJsonValue::try_from(template) {
-            Ok(CanonicalJsonValue::Object(object)) => object,
-            _ => {
-                return Err(bad_gateway(
-                    server,
-                    "a join template that is not canonical JSON",
-                ));
-            }
-        };
-        let is_ours = |key: &str| event.get(key).and_then(as_str) == Some(user_id.as_str());
-        if !is_ours("sender")
-            || !is_ours("state_key")
-            || event.get("type").and_then(as_str) != Some("m.room.member")
-            || event.get("room_id").and_then(as_str) != Some(room_id.as_str())
-        {
-            return Err(bad_gateway(server, "a join template for another event"));
-        }
-        let mut content = self.member_content(user_id, "join", reason).await?;
-        if let Some(via_user) = event
-            .get("content")
-            .and_then(|c| match c {
-                CanonicalJsonValue::Object(c) => c.get("join_authorised_via_users_server"),
-                _ => None,
-            })
-            .and_then(as_str)
-        {
-            // spec: rooms/v8.md, restricted rooms: the resident server names who authorises.
-            content["join_authorised_via_users_server"] = Value::from(via_user);
-        }
-        event.insert(
-            "content".to_owned(),
-            CanonicalJsonValue::try_from(content).map_err(Error::internal)?,
-        );
-        event.insert(
-            "origin_server_ts".to_owned(),
-            CanonicalJsonValue::try_from(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
-                .map_err(Error::internal)?,
-        );
-        event.insert(
-            "origin".to_owned(),
-            CanonicalJsonValue::String(self.identity.server_name.to_string()),
-        );
-        for key in ["event_id", "hashes", "signatures", "unsigned"] {
-            event.remove(key);
-        }
-        hash_and_sign_event(
-            self.identity.server_name.as_str(),
-            &self.identity.signing_key,
-            &mut event,
-            &rules.redaction,
-        )
-        .map_err(Error::internal)?;
-        let event_id = EventId::parse(format!(
-            "${}",
-            reference_hash(&event, &rules).map_err(Error::internal)?
-        ))
-        .map_err(Error::internal)?;
+        let content = self.member_content(user_id, "join", reason).await?;
+        let (rules, event_id, event) = self
+            .sign_template(server, room_id, user_id, &version, template, content)
+            .await?;
         let event_json = serde_json::to_value(&event)?;
 
         let answer = self
@@ -226,6 +161,83 @@ impl Rooms {
         };
         self.append(join, join_json, None, None, placement).await?;
         Ok(())
+    }
+
+    /// Makes our event of a membership template from another server (`make_join`,
+    /// `make_leave`, `make_knock`): checks that it is a member event of `user_id` in the
+    /// room, of a version Kith supports, puts in our `content` (keeping a restricted join's
+    /// `join_authorised_via_users_server`, spec: rooms/v8.md), our time and origin, then
+    /// hashes and signs it. Returns the room's rules, the event ID and the event.
+    pub(super) async fn sign_template(
+        &self,
+        server: &OwnedServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        version: &str,
+        template: Value,
+        mut content: Value,
+    ) -> Result<(RoomVersionRules, OwnedEventId, ruma::CanonicalJsonObject)> {
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(Error::new(
+                ErrorKind::UnsupportedRoomVersion,
+                format!("The room is of version {version}, which Kith cannot take part in yet."),
+            ));
+        }
+        let version = RoomVersionId::try_from(version).map_err(Error::internal)?;
+        let rules = version
+            .rules()
+            .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
+        let mut event = match CanonicalJsonValue::try_from(template) {
+            Ok(CanonicalJsonValue::Object(object)) => object,
+            _ => return Err(bad_gateway(server, "a template that is not canonical JSON")),
+        };
+        let is_ours = |key: &str| event.get(key).and_then(as_str) == Some(user_id.as_str());
+        if !is_ours("sender")
+            || !is_ours("state_key")
+            || event.get("type").and_then(as_str) != Some("m.room.member")
+            || event.get("room_id").and_then(as_str) != Some(room_id.as_str())
+        {
+            return Err(bad_gateway(server, "a template for another event"));
+        }
+        if let Some(via_user) = event
+            .get("content")
+            .and_then(|c| match c {
+                CanonicalJsonValue::Object(c) => c.get("join_authorised_via_users_server"),
+                _ => None,
+            })
+            .and_then(as_str)
+        {
+            content["join_authorised_via_users_server"] = Value::from(via_user);
+        }
+        event.insert(
+            "content".to_owned(),
+            CanonicalJsonValue::try_from(content).map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin_server_ts".to_owned(),
+            CanonicalJsonValue::try_from(serde_json::to_value(MilliSecondsSinceUnixEpoch::now())?)
+                .map_err(Error::internal)?,
+        );
+        event.insert(
+            "origin".to_owned(),
+            CanonicalJsonValue::String(self.identity.server_name.to_string()),
+        );
+        for key in ["event_id", "hashes", "signatures", "unsigned"] {
+            event.remove(key);
+        }
+        hash_and_sign_event(
+            self.identity.server_name.as_str(),
+            &self.identity.signing_key,
+            &mut event,
+            &rules.redaction,
+        )
+        .map_err(Error::internal)?;
+        let event_id = EventId::parse(format!(
+            "${}",
+            reference_hash(&event, &rules).map_err(Error::internal)?
+        ))
+        .map_err(Error::internal)?;
+        Ok((rules, event_id, event))
     }
 
     /// The `state` and `auth_chain` of a send_join answer, each checked (signatures, hashes,

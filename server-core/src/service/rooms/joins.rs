@@ -33,6 +33,32 @@ impl Rooms {
             .await
     }
 
+    /// `GET /make_knock`: a knock event template.
+    pub async fn make_knock(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        supported: &[String],
+    ) -> Result<(RoomVersionId, Value)> {
+        self.make_membership(origin, room_id, user_id, "knock", Some(supported))
+            .await
+    }
+
+    /// `PUT /send_knock`: checks and appends a remote user's signed knock; answers with
+    /// the room's stripped state, for the knocker's client.
+    pub async fn send_knock(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        pdu: Value,
+    ) -> Result<Value> {
+        self.accept_membership(origin, room_id, event_id, pdu, "knock")
+            .await?;
+        Ok(json!({ "knock_room_state": self.invite_state(room_id).await? }))
+    }
+
     /// `GET /make_leave`: a leave event template (to reject an invite from here).
     pub async fn make_leave(
         &self,

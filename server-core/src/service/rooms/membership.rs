@@ -86,7 +86,7 @@ impl Rooms {
             // Over federation, through the servers the client named, and the room ID's own
             // server (room versions before 12 carry one).
             let mut servers = via.to_vec();
-            servers.extend(self.invite_servers(room_id, user_id).await?);
+            servers.extend(self.remote_membership_servers(room_id, user_id).await?);
             if let Some(server) = room_id.server_name() {
                 servers.push(server.to_owned());
             }
@@ -97,7 +97,7 @@ impl Rooms {
                 // An invite that brought the user here is used up.
                 self.store
                     .events()
-                    .end_remote_invite(room_id.as_str(), user_id.as_str(), None)
+                    .end_remote_membership(room_id.as_str(), user_id.as_str(), None)
                     .await?;
                 return Ok(());
             }
@@ -175,20 +175,20 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<()> {
         match self.membership(room_id, user_id).await? {
-            Some(m) if m.membership == "invite" => {
-                // An invite to a room this server is not in is rejected through the
-                // inviting server.
+            Some(m) if matches!(m.membership.as_str(), "invite" | "knock") => {
+                // An invite or knock in a room this server is not in ends through the
+                // server that has the room.
                 if self
                     .store
                     .events()
-                    .remote_invite(room_id.as_str(), user_id.as_str())
+                    .remote_membership(room_id.as_str(), user_id.as_str())
                     .await?
                     .is_some()
                 {
-                    return self.reject_remote_invite(room_id, user_id, reason).await;
+                    return self.leave_remote_membership(room_id, user_id, reason).await;
                 }
             }
-            Some(m) if matches!(m.membership.as_str(), "join" | "knock") => {}
+            Some(m) if m.membership == "join" => {}
             _ => return Err(Error::forbidden("You are not in this room.")),
         }
         self.set_membership(room_id, user_id, user_id, "leave", reason)
@@ -249,11 +249,29 @@ impl Rooms {
         user_id: &UserId,
         room_id: &RoomId,
         reason: Option<&str>,
+        via: &[OwnedServerName],
     ) -> Result<()> {
         if let Some(m) = self.membership(room_id, user_id).await?
             && m.membership == "join"
         {
             return Err(Error::forbidden("You are already in this room."));
+        }
+        let ours = self.identity.server_name.as_str();
+        let resident = self
+            .store
+            .events()
+            .joined_servers(room_id.as_str())
+            .await?
+            .iter()
+            .any(|s| s == ours);
+        if !resident {
+            let mut servers = via.to_vec();
+            if let Some(server) = room_id.server_name() {
+                servers.push(server.to_owned());
+            }
+            if servers.iter().any(|s| s.as_str() != ours) {
+                return self.knock_remote(user_id, room_id, &servers, reason).await;
+            }
         }
         self.set_membership(room_id, user_id, user_id, "knock", reason)
             .await

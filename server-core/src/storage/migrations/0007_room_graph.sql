@@ -63,14 +63,16 @@ CREATE TABLE rejected_events (
     received_ts INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Invites of local users to rooms this server is not in (spec: server-server-api.md,
--- "Inviting to a room"), with the stripped room state the inviting server sent, which
--- /sync shows with the invite. The invite event itself is an outlier.
-CREATE TABLE remote_invites (
+-- Invites and knocks of local users in rooms this server is not in (spec:
+-- server-server-api.md, "Inviting to a room", "Knocking upon a room"), with the stripped
+-- room state the other server sent, which /sync shows with them. The events themselves
+-- are outliers.
+CREATE TABLE remote_memberships (
     room_id      TEXT NOT NULL,
     user_id      TEXT NOT NULL,
+    membership   TEXT NOT NULL CHECK (membership IN ('invite', 'knock')),
     event_id     TEXT NOT NULL,
     room_version TEXT NOT NULL,
-    invite_state TEXT NOT NULL,
+    room_state   TEXT NOT NULL,
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
