@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use kith_tests::TestServer;
+use kith_tests::{TestServer, synapse::Synapse};
 use matrix_sdk::{
     Client, Room,
     config::SyncSettings,
@@ -39,8 +39,9 @@ use tokio::sync::mpsc;
 const PASSWORD: &str = "password";
 /// The long-poll timeout of each `/sync`.
 const SYNC_TIMEOUT: Duration = Duration::from_millis(300);
-/// The longest any one condition is waited for.
-const WAIT: Duration = Duration::from_secs(25);
+/// The longest any one condition is waited for (generous: across two servers on a slow
+/// machine, a message takes several hops).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Encryption settings that bootstrap cross-signing at registration (the first upload of
 /// cross-signing keys needs no user-interactive auth).
@@ -52,8 +53,13 @@ fn cross_signing() -> EncryptionSettings {
 }
 
 async fn new_client(server: &TestServer, settings: EncryptionSettings) -> Client {
+    new_client_at(&server.base_url, settings).await
+}
+
+/// A client of the homeserver at `url` (Kith's or Synapse's client listener).
+async fn new_client_at(url: &str, settings: EncryptionSettings) -> Client {
     Client::builder()
-        .homeserver_url(&server.base_url)
+        .homeserver_url(url)
         .with_encryption_settings(settings)
         .build()
         .await
@@ -63,7 +69,12 @@ async fn new_client(server: &TestServer, settings: EncryptionSettings) -> Client
 /// Registers `name` on a new client (its first device) and waits for the SDK's end-to-end
 /// encryption setup (cross-signing bootstrap if enabled, backup and recovery state).
 async fn register(server: &TestServer, name: &str, settings: EncryptionSettings) -> Client {
-    let client = new_client(server, settings).await;
+    register_at(&server.base_url, name, settings).await
+}
+
+/// [`register`] on the homeserver at `url`.
+async fn register_at(url: &str, name: &str, settings: EncryptionSettings) -> Client {
+    let client = new_client_at(url, settings).await;
     let mut request = matrix_sdk::ruma::api::client::account::register::v3::Request::new();
     request.username = Some(name.to_owned());
     request.password = Some(PASSWORD.to_owned());
@@ -601,4 +612,43 @@ async fn replacing_cross_signing_keys_needs_the_password() {
         async || master_key(&carol).await.as_ref() == Some(&second_master),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_client_on_kith_and_one_on_synapse_talk_encrypted() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = register(&kith, "alice", EncryptionSettings::default()).await;
+    let sam = register_at(&synapse.client_url, "sam", EncryptionSettings::default()).await;
+    let mut alice_inbox = collect_messages(&alice);
+    let mut sam_inbox = collect_messages(&sam);
+
+    // Alice's room on Kith, encrypted from the start; Sam is invited over federation and
+    // joins through Synapse. Keys are queried and claimed across, and the room keys travel
+    // as to-device messages between the servers.
+    let room_id = shared_encrypted_room(&alice, &sam, true).await;
+    alice
+        .get_room(&room_id)
+        .expect("alice's room")
+        .send(RoomMessageEventContent::text_plain("from Kith, sealed"))
+        .await
+        .expect("alice sends an encrypted message");
+    receive(&sam, &mut sam_inbox, &user_id(&alice), "from Kith, sealed").await;
+    sam.get_room(&room_id)
+        .expect("sam's room")
+        .send(RoomMessageEventContent::text_plain("from Synapse, sealed"))
+        .await
+        .expect("sam sends an encrypted message");
+    receive(
+        &alice,
+        &mut alice_inbox,
+        &user_id(&sam),
+        "from Synapse, sealed",
+    )
+    .await;
+
+    // What Kith stored and served was ciphertext: both messages decrypt from history too.
+    let (decrypted, undecryptable) = history(&alice.get_room(&room_id).expect("room")).await;
+    assert_eq!(decrypted, ["from Kith, sealed", "from Synapse, sealed"]);
+    assert_eq!(undecryptable, 0);
 }

@@ -248,8 +248,10 @@ impl Rooms {
             .await?;
         }
 
-        // 8. Invites.
-        for invitee in &request.invite {
+        // 8. Invites: local ones here, other servers' users below, without the lock (each
+        // goes to the user's server before it is stored).
+        let ours = &self.identity.server_name;
+        for invitee in request.invite.iter().filter(|i| i.server_name() == ours) {
             let mut content = self.member_content(invitee, "invite", None).await?;
             if request.is_direct
                 && let Some(map) = content.as_object_mut()
@@ -265,6 +267,10 @@ impl Rooms {
             .await?;
         }
         drop(_guard);
+        for invitee in request.invite.iter().filter(|i| i.server_name() != ours) {
+            self.invite_remote(creator, &room_id, invitee, None, request.is_direct)
+                .await?;
+        }
 
         if let Some(alias) = alias {
             self.store

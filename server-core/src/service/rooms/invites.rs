@@ -82,11 +82,15 @@ impl Rooms {
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
+        is_direct: bool,
     ) -> Result<()> {
         let (version, rules) = self.version(room_id).await?;
         let mut content = json!({ "membership": "invite" });
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
+        }
+        if is_direct {
+            content["is_direct"] = json!(true);
         }
         let _guard = self.lock(room_id).await;
         let (built, _) = self
