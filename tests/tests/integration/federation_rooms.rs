@@ -475,3 +475,97 @@ async fn a_pdu_breaking_the_auth_rules_is_rejected_and_changes_no_state() {
     assert_eq!(answer["pdus"][forged_id.as_str()]["error"], error.as_str());
     assert_eq!(room_name(&bob, &room_id).await, "Kept");
 }
+
+/// The room's power levels as `client` sees them now.
+async fn power_levels(client: &Client, room_id: &str) -> Value {
+    let (status, levels) = client
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"
+        ))
+        .await;
+    assert_eq!(status, 200, "{levels}");
+    levels
+}
+
+#[tokio::test]
+async fn concurrent_power_level_changes_resolve_with_the_more_powerful_first() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Council", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    // Bob may change power levels (at 50, below Alice, the creator).
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
+            json!({ "users": { bob.user_id.clone(): 50 }, "events": { "m.room.power_levels": 50 } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while power_levels(&bob, &room_id).await["users"][bob.user_id.as_str()] != 50 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Partitioned: Alice demotes Bob, while Bob lowers the level needed to kick.
+    one.server().services().federation.stop_sending();
+    two.server().services().federation.stop_sending();
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
+            json!({ "users": { bob.user_id.clone(): 0 }, "events": { "m.room.power_levels": 50 } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = bob
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
+            json!({ "users": { bob.user_id.clone(): 50 }, "events": { "m.room.power_levels": 50 }, "kick": 0 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Reconnected, both resolve the forks (spec: rooms/v2.md, state resolution): power
+    // events are ordered by their senders' power, so Alice's demotion is applied first,
+    // and Bob's change then fails the auth rules, as he no longer has the power. Both
+    // servers end with Alice's levels.
+    one.server()
+        .services()
+        .federation
+        .start_sending()
+        .await
+        .expect("sending");
+    two.server()
+        .services()
+        .federation
+        .start_sending()
+        .await
+        .expect("sending");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (a, b) = (
+            power_levels(&alice, &room_id).await,
+            power_levels(&bob, &room_id).await,
+        );
+        if a == b {
+            assert_eq!(a["users"][bob.user_id.as_str()], 0, "{a}");
+            assert!(a.get("kick").is_none(), "{a}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "one: {a}\ntwo: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

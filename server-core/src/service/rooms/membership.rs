@@ -160,7 +160,9 @@ impl Rooms {
             }
         }
         if remote {
-            return self.invite_remote(sender, room_id, target, reason, false).await;
+            return self
+                .invite_remote(sender, room_id, target, reason, false)
+                .await;
         }
         self.set_membership(room_id, sender, target, "invite", reason)
             .await?;
