@@ -538,10 +538,11 @@ async fn concurrent_power_level_changes_resolve_with_the_more_powerful_first() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    // Reconnected, both resolve the forks (spec: rooms/v2.md, state resolution): power
-    // events are ordered by their senders' power, so Alice's demotion is applied first,
-    // and Bob's change then fails the auth rules, as he no longer has the power. Both
-    // servers end with Alice's levels.
+    // Reconnected. Server one soft-fails Bob's change: it passes against the state before
+    // it but not against the current state, where Bob was demoted (spec: "Soft failure").
+    // Server two resolves the fork (spec: rooms/v2.md, state resolution): power events go
+    // in order of their senders' power, so Alice's demotion is applied first and Bob's
+    // change then fails the auth rules. Both end with Alice's levels.
     one.server()
         .services()
         .federation
