@@ -34,7 +34,7 @@ use crate::{
         Services,
         federation::multipart,
         media::{Access, Content},
-        rooms::Outcome,
+        rooms::{Incoming, Outcome},
     },
     storage::now_ms,
 };
@@ -383,10 +383,9 @@ struct Transaction {
 /// `PUT /_matrix/federation/v1/send/{txnId}` (spec: "Transactions"): another server's
 /// PDUs and EDUs. A transaction seen before gets the answer it got then.
 ///
-/// PDUs go through the rooms service's checks one by one, in order (a room's PDUs must be
-/// handled in order; across rooms they could run concurrently, which is not done yet). A
-/// PDU that fails gets an `error` in the answer; PDUs of rooms this server does not know
-/// are dropped.
+/// PDUs go through the rooms service's checks in order within each room, and the rooms
+/// side by side (spec: "Transactions"). A PDU that fails gets an `error` in the answer;
+/// PDUs of rooms this server does not know are dropped.
 ///
 /// EDUs handled: `m.direct_to_device`, `m.typing`, `m.receipt`, `m.device_list_update`
 /// and `m.signing_key_update`. Each is about a user of the sending server; typing and
@@ -429,7 +428,8 @@ async fn send_transaction(
             other => tracing::debug!(%origin, edu_type = ?other, "EDU dropped: not handled yet"),
         }
     }
-    let mut results = serde_json::Map::new();
+    // Each room's PDUs in order, the rooms side by side.
+    let mut rooms: Vec<(ruma::OwnedRoomId, Vec<Incoming>)> = Vec::new();
     for pdu in transaction.pdus {
         let incoming = match services.rooms.incoming(pdu).await {
             Ok(incoming) => incoming,
@@ -438,14 +438,34 @@ async fn send_transaction(
                 continue;
             }
         };
-        let event_id = incoming.event_id.to_string();
-        let result = match services.rooms.receive(origin, incoming).await {
-            Ok(Outcome::Accepted | Outcome::SoftFailed) => json!({}),
-            Ok(Outcome::Rejected(reason)) => json!({ "error": reason }),
-            Err(Error::Internal(e)) => return Err(Error::Internal(e)),
-            Err(e) => json!({ "error": e.to_string() }),
-        };
-        results.insert(event_id, result);
+        match rooms.iter_mut().find(|(room, _)| room == incoming.room_id()) {
+            Some((_, list)) => list.push(incoming),
+            None => rooms.push((incoming.room_id().to_owned(), vec![incoming])),
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, list) in rooms {
+        let (services, origin) = (services.clone(), origin.clone());
+        tasks.spawn(async move {
+            let mut results = Vec::with_capacity(list.len());
+            for incoming in list {
+                let event_id = incoming.event_id.to_string();
+                results.push((event_id, services.rooms.receive(&origin, incoming).await));
+            }
+            results
+        });
+    }
+    let mut results = serde_json::Map::new();
+    while let Some(done) = tasks.join_next().await {
+        for (event_id, result) in done.map_err(Error::internal)? {
+            let result = match result {
+                Ok(Outcome::Accepted | Outcome::SoftFailed) => json!({}),
+                Ok(Outcome::Rejected(reason)) => json!({ "error": reason }),
+                Err(Error::Internal(e)) => return Err(Error::Internal(e)),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+            results.insert(event_id, result);
+        }
     }
     let answer = json!({ "pdus": results });
     services
