@@ -438,7 +438,10 @@ async fn send_transaction(
                 continue;
             }
         };
-        match rooms.iter_mut().find(|(room, _)| room == incoming.room_id()) {
+        match rooms
+            .iter_mut()
+            .find(|(room, _)| room == incoming.room_id())
+        {
             Some((_, list)) => list.push(incoming),
             None => rooms.push((incoming.room_id().to_owned(), vec![incoming])),
         }

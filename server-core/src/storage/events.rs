@@ -592,6 +592,62 @@ impl EventsStore<'_> {
             .await
     }
 
+    /// The room's oldest timeline event and its prev events that are not in the timeline
+    /// (where backfill would continue), if the room has events.
+    pub async fn backward_extremity(&self, room_id: &str) -> Result<Option<(String, Vec<String>)>> {
+        let room_id = room_id.to_owned();
+        self.store
+            .read(move |conn| {
+                let oldest: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT event_id, json FROM events WHERE room_id = ?1 ORDER BY stream_pos ASC LIMIT 1",
+                        [&room_id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?;
+                let Some((event_id, json)) = oldest else {
+                    return Ok(None);
+                };
+                let prev: Vec<String> = serde_json::from_str::<serde_json::Value>(&json)
+                    .ok()
+                    .and_then(|v| v.get("prev_events").cloned())
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                let mut known = conn.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
+                let mut missing = Vec::new();
+                for id in prev {
+                    if !known.exists([&id])? {
+                        missing.push(id);
+                    }
+                }
+                Ok(Some((event_id, missing)))
+            })
+            .await
+    }
+
+    /// Puts an event fetched by backfill into the timeline, before everything else: at a
+    /// position below every other (negative), so pages back reach it last. It changes no
+    /// state and no extremity, and notifies no one. Returns false if it was there already.
+    pub async fn backfilled(&self, event: NewEvent) -> Result<bool> {
+        self.store
+            .write(move |txn| {
+                let exists: bool = txn
+                    .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+                    .exists([&event.event_id])?;
+                if exists {
+                    return Ok(false);
+                }
+                let lowest: i64 = txn.query_row(
+                    "SELECT COALESCE(MIN(stream_pos), 0) FROM events",
+                    [],
+                    |row| row.get(0),
+                )?;
+                insert_event_row(txn, &event, lowest.min(0) - 1)?;
+                Ok(true)
+            })
+            .await
+    }
+
     /// Why an event was rejected, if it was.
     pub async fn rejection(&self, event_id: &str) -> Result<Option<String>> {
         let event_id = event_id.to_owned();

@@ -1274,3 +1274,55 @@ async fn knocks_cross_both_ways_and_an_invite_lets_the_knocker_in() {
     assert_eq!(status, 200, "{body}\n{}", log());
     wait_for_membership(&sam, &synapse_room, &alice.user_id, "join", log).await;
 }
+
+#[tokio::test]
+async fn history_from_before_a_remote_join_is_backfilled_when_paging_back() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = sam
+        .create_room(json!({ "name": "Old stories", "preset": "public_chat" }))
+        .await;
+    for i in 0..30 {
+        let (status, _) = sam
+            .send_text(&room_id, &format!("old-{i}"), &format!("story {i}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, joined) = alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(&synapse.server_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+
+    // Kith holds nothing from before the join; paging back fetches it from Synapse, page by
+    // page, oldest last. The history is "shared", so Alice may read it.
+    let mut bodies = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..10 {
+        let mut path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=20");
+        if let Some(from) = &from {
+            path.push_str(&format!("&from={from}"));
+        }
+        let (status, page) = alice.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for event in page["chunk"].as_array().into_iter().flatten() {
+            if let Some(body) = event["content"]["body"].as_str() {
+                bodies.push(body.to_owned());
+            }
+        }
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    bodies.reverse();
+    let expected: Vec<String> = (0..30).map(|i| format!("story {i}")).collect();
+    assert_eq!(bodies, expected, "{}", synapse.log_tail());
+}

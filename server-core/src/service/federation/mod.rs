@@ -1055,3 +1055,30 @@ impl Federation {
             .await
     }
 }
+
+impl Federation {
+    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=...&limit=`: events before `from`.
+    pub async fn backfill(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        from: &[String],
+        limit: u32,
+    ) -> Result<Vec<Value>> {
+        let path = format!(
+            "/_matrix/federation/v1/backfill/{}",
+            path_segment(room_id.as_str())
+        );
+        let limit = limit.to_string();
+        let mut query: Vec<(&str, &str)> = from.iter().map(|v| ("v", v.as_str())).collect();
+        query.push(("limit", &limit));
+        let answer = self
+            .request(server, Method::GET, &path, &query, None, true)
+            .await?;
+        Ok(answer
+            .get("pdus")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+}

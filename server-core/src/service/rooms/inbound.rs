@@ -37,7 +37,10 @@ use ruma::{
 };
 use serde_json::Value;
 
-use super::{Rooms, timeline::Placement};
+use super::{
+    Rooms,
+    timeline::{Placement, timeline_row},
+};
 
 /// How many events one `get_missing_events` asks for.
 const MISSING_EVENTS_LIMIT: u32 = 20;
@@ -440,6 +443,130 @@ impl Rooms {
             }
         }
         Ok(())
+    }
+
+    /// Fetches up to `limit` events from before the room's oldest timeline event from a
+    /// server in the room (spec: "Backfilling"), checks each (signatures, hashes, auth
+    /// against its own auth events, fetched if missing) and puts it in the timeline below
+    /// everything else. Returns how many were added. Their state is not worked out: they
+    /// are history to read, not a base for new events.
+    pub(super) async fn backfill(&self, room_id: &RoomId, limit: u32) -> Result<usize> {
+        let Some((_, missing)) = self
+            .store
+            .events()
+            .backward_extremity(room_id.as_str())
+            .await?
+        else {
+            return Ok(0);
+        };
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let (_, rules) = self.version(room_id).await?;
+        let ours = self.identity.server_name.as_str();
+        let servers = self.store.events().joined_servers(room_id.as_str()).await?;
+        for server in servers.iter().filter(|s| *s != ours) {
+            let Ok(server) = ServerName::parse(server) else {
+                continue;
+            };
+            let mut pdus = match self
+                .federation
+                .backfill(&server, room_id, &missing, limit.min(100))
+                .await
+            {
+                Ok(pdus) => pdus,
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e, "backfill failed");
+                    continue;
+                }
+            };
+            // Newest first, so each takes the next lower position.
+            pdus.sort_by_key(|p| {
+                std::cmp::Reverse(p.get("depth").and_then(Value::as_u64).unwrap_or(0))
+            });
+            let mut added = 0;
+            for pdu in pdus {
+                match self.backfill_one(&server, room_id, &rules, pdu).await {
+                    Ok(true) => added += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::info!(%server, %room_id, error = %e, "backfilled event dropped")
+                    }
+                }
+            }
+            return Ok(added);
+        }
+        Ok(0)
+    }
+
+    async fn backfill_one(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdu: Value,
+    ) -> Result<bool> {
+        let incoming = self.incoming(pdu).await?;
+        if incoming.room_id != room_id {
+            return Ok(false);
+        }
+        let event_id = incoming.event_id.clone();
+        let (pdu, json) = match self
+            .verified(&event_id, room_id, rules, incoming.object)
+            .await?
+        {
+            Ok(verified) => verified,
+            Err(reason) => return Err(Error::forbidden(reason)),
+        };
+        let missing: Vec<OwnedEventId> = {
+            let known: HashSet<OwnedEventId> = self
+                .graph_pdus(&pdu.auth_events)
+                .await?
+                .into_iter()
+                .map(|p| p.event_id)
+                .collect();
+            pdu.auth_events
+                .iter()
+                .filter(|id| !known.contains(*id))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.fetch_outliers(server, room_id, rules, &missing)
+                .await?;
+        }
+        let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
+        if rules.authorization.room_create_event_id_as_room_id
+            && let Ok(create) = EventId::parse(format!("${}", &room_id.as_str()[1..]))
+        {
+            auth_events.extend(self.graph_pdus(&[create]).await?);
+        }
+        let by_id: HashMap<&EventId, &Pdu> = auth_events
+            .iter()
+            .map(|p| (p.event_id.as_ref(), p))
+            .collect();
+        let by_key: HashMap<(String, String), &Pdu> =
+            auth_events.iter().map(|p| (state_key_of(p), p)).collect();
+        check_state_independent_auth_rules(&rules.authorization, &pdu, |id: &EventId| {
+            by_id.get(id).copied()
+        })
+        .and_then(|()| {
+            check_state_dependent_auth_rules(
+                &rules.authorization,
+                &pdu,
+                |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
+            )
+        })
+        .map_err(|reason| Error::forbidden(format!("it breaks the auth rules: {reason}")))?;
+        // Only the event's own fields count for a backfilled row; it has no place in the
+        // state or the graph's extremities.
+        let placement = Placement {
+            state_before: StateBefore::Current,
+            new_current: NewCurrent::AfterEvent,
+            destinations: Vec::new(),
+        };
+        let event = timeline_row(&pdu, json, Vec::new(), None, None, placement);
+        self.store.events().backfilled(event).await
     }
 
     async fn rejected(

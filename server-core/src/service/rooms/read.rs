@@ -98,13 +98,25 @@ impl Rooms {
             })
             .unwrap_or_else(|| "shared".to_owned());
         let full_history = matches!(visibility.as_str(), "shared" | "world_readable");
+        // The whole history starts below 0: events fetched by backfill take negative
+        // positions, older ones lower (storage::events::backfilled).
+        let start = i64::MIN;
         match self.membership(room_id, user_id).await? {
-            Some(m) if m.membership == "join" => {
-                Ok((if full_history { 0 } else { m.stream_pos - 1 }, i64::MAX))
+            Some(m) if m.membership == "join" => Ok((
+                if full_history {
+                    start
+                } else {
+                    m.stream_pos - 1
+                },
+                i64::MAX,
+            )),
+            Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => {
+                Ok((start, m.stream_pos))
             }
-            Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => Ok((0, m.stream_pos)),
-            Some(m) if m.membership == "invite" && visibility != "joined" => Ok((0, m.stream_pos)),
-            _ if visibility == "world_readable" => Ok((0, i64::MAX)),
+            Some(m) if m.membership == "invite" && visibility != "joined" => {
+                Ok((start, m.stream_pos))
+            }
+            _ if visibility == "world_readable" => Ok((start, i64::MAX)),
             _ => Err(Error::forbidden("You are not in this room.")),
         }
     }
@@ -181,12 +193,13 @@ impl Rooms {
         let from_pos = match from {
             Some(token) => token_pos(token)?,
             None if dir == Direction::Backward => current,
-            None => 0,
+            None => i64::MIN,
         };
         let limit = limit.clamp(1, 1000);
         let mut chunk = Vec::new();
         let mut cursor = from_pos;
         let mut exhausted = false;
+        let mut backfilled = false;
         let mut pdus = Vec::new();
         while chunk.len() < limit as usize {
             let batch = match dir {
@@ -206,6 +219,18 @@ impl Rooms {
                         .await?
                 }
             };
+            // Paging back past the oldest event held here: ask the room's other servers
+            // for what came before (spec: server-server-api.md, "Backfilling"), once.
+            if dir == Direction::Backward
+                && batch.len() < limit as usize
+                && !backfilled
+                && after == i64::MIN
+            {
+                backfilled = true;
+                if self.backfill(room_id, limit).await? > 0 {
+                    continue;
+                }
+            }
             let Some(last) = batch.last() else {
                 exhausted = true;
                 break;

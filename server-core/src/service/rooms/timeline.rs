@@ -349,20 +349,6 @@ impl Rooms {
         txn: Option<(String, String, String, String)>,
         placement: Placement,
     ) -> Result<OwnedEventId> {
-        let content = pdu.content_value();
-        let relation = content.get("m.relates_to").and_then(|rel| {
-            let target = rel.get("event_id").and_then(Value::as_str)?;
-            let rel_type = rel.get("rel_type").and_then(Value::as_str)?;
-            Some((target.to_owned(), rel_type.to_owned()))
-        });
-        let membership = (pdu.kind == TimelineEventType::RoomMember)
-            .then(|| {
-                content
-                    .get("membership")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .flatten();
         // Best effort: a failed evaluation costs a notification, never the message.
         let notifies = self.notified_users(&pdu, &json).await.unwrap_or_else(|e| {
             tracing::warn!(event_id = %pdu.event_id, error = %e, "push rule evaluation failed");
@@ -371,31 +357,17 @@ impl Rooms {
         let ours = self.identity.server_name.as_str();
         let mut destinations: Vec<String> = placement
             .destinations
-            .into_iter()
-            .filter(|d| d != ours)
+            .iter()
+            .filter(|d| *d != ours)
+            .cloned()
             .collect();
         destinations.sort();
         destinations.dedup();
-        let event = NewEvent {
-            event_id: pdu.event_id.to_string(),
-            room_id: pdu.in_room.to_string(),
-            sender: pdu.sender.to_string(),
-            event_type: pdu.kind.to_string(),
-            state_key: pdu.state_key.clone(),
-            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-            origin_server_ts: i64::try_from(u64::from(pdu.origin_server_ts.get()))
-                .unwrap_or(i64::MAX),
-            relation,
-            membership,
-            redaction,
-            txn,
-            json,
-            notifies,
-            prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
-            state_before: placement.state_before,
-            new_current: placement.new_current,
+        let placement = Placement {
             destinations: destinations.clone(),
+            ..placement
         };
+        let event = timeline_row(&pdu, json, notifies, redaction, txn, placement);
         self.store.events().append(event).await?;
         self.notifier.notify();
         for destination in &destinations {
@@ -468,4 +440,49 @@ fn forbidden_message(draft: &EventDraft, reason: &str) -> String {
         );
     }
     format!("The event is not allowed: {reason}.")
+}
+
+/// The storage row of a checked event: what it relates to and, for member events, the
+/// membership it sets, besides what the caller decided.
+pub(super) fn timeline_row(
+    pdu: &Pdu,
+    json: String,
+    notifies: Vec<(String, bool)>,
+    redaction: Option<(String, String)>,
+    txn: Option<(String, String, String, String)>,
+    placement: Placement,
+) -> NewEvent {
+    let content = pdu.content_value();
+    let relation = content.get("m.relates_to").and_then(|rel| {
+        let target = rel.get("event_id").and_then(Value::as_str)?;
+        let rel_type = rel.get("rel_type").and_then(Value::as_str)?;
+        Some((target.to_owned(), rel_type.to_owned()))
+    });
+    let membership = (pdu.kind == TimelineEventType::RoomMember)
+        .then(|| {
+            content
+                .get("membership")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .flatten();
+    NewEvent {
+        event_id: pdu.event_id.to_string(),
+        room_id: pdu.in_room.to_string(),
+        sender: pdu.sender.to_string(),
+        event_type: pdu.kind.to_string(),
+        state_key: pdu.state_key.clone(),
+        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+        origin_server_ts: i64::try_from(u64::from(pdu.origin_server_ts.get())).unwrap_or(i64::MAX),
+        relation,
+        membership,
+        redaction,
+        txn,
+        json,
+        notifies,
+        prev_events: pdu.prev_events.iter().map(ToString::to_string).collect(),
+        state_before: placement.state_before,
+        new_current: placement.new_current,
+        destinations: placement.destinations,
+    }
 }
