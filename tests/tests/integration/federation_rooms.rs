@@ -371,7 +371,7 @@ async fn a_server_denied_by_the_rooms_acl_is_refused_everywhere() {
 }
 
 #[tokio::test]
-async fn a_pdu_breaking_the_auth_rules_is_rejected_and_changes_no_state() {
+async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_state() {
     use matrix_sdk::ruma::{
         CanonicalJsonValue, RoomVersionId,
         signatures::{hash_and_sign_event, reference_hash},
@@ -473,6 +473,49 @@ async fn a_pdu_breaking_the_auth_rules_is_rejected_and_changes_no_state() {
         .await
         .expect("transaction answered");
     assert_eq!(answer["pdus"][forged_id.as_str()]["error"], error.as_str());
+    assert_eq!(room_name(&bob, &room_id).await, "Kept");
+
+    // Malformed: a PDU that is not a PDU is dropped from an otherwise good transaction,
+    // and a body that is not JSON at all is refused before anything else.
+    let answer = services
+        .federation
+        .request(
+            &two_name,
+            reqwest::Method::PUT,
+            "/_matrix/federation/v1/send/junk-1",
+            &[],
+            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1,
+                "pdus": [{ "room_id": room_id, "type": 7, "content": "no" }] })),
+            true,
+        )
+        .await
+        .expect("transaction answered");
+    assert_eq!(answer, json!({ "pdus": {} }));
+    let response = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+        .put(format!(
+            "{}/_matrix/federation/v1/send/junk-2",
+            two.federation_url()
+        ))
+        .header(
+            "Authorization",
+            format!(
+                r#"X-Matrix origin="{}",destination="{}",key="ed25519:a",sig="{}""#,
+                one.server_name(),
+                two.server_name(),
+                "a".repeat(86)
+            ),
+        )
+        .header("Content-Type", "application/json")
+        .body("{ this is not json")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 400);
+    let error: Value = response.json().await.expect("JSON error");
+    assert_eq!(error["errcode"], "M_NOT_JSON", "{error}");
     assert_eq!(room_name(&bob, &room_id).await, "Kept");
 }
 
