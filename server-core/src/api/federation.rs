@@ -106,6 +106,7 @@ pub fn router(services: Services) -> Router {
             axum::routing::put(invite),
         )
         .route("/_matrix/federation/v1/event/{event_id}", get(event))
+        .route("/_matrix/federation/v1/hierarchy/{room_id}", get(hierarchy))
         .route(
             "/_matrix/federation/v1/get_missing_events/{room_id}",
             axum::routing::post(get_missing_events),
@@ -994,6 +995,31 @@ async fn send_knock(
         services
             .rooms
             .send_knock(&signed.origin, &room_id, &event_id, pdu)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct HierarchyQuery {
+    suggested_only: Option<bool>,
+}
+
+/// `GET /_matrix/federation/v1/hierarchy/{roomId}` (spec: "Spaces").
+async fn hierarchy(
+    State(services): State<Services>,
+    PathParams(room_id): PathParams<String>,
+    QueryParams(query): QueryParams<HierarchyQuery>,
+    signed: Signed,
+) -> Result<Json<Value>> {
+    let room_id = super::parse_room_id(&room_id)?;
+    Ok(Json(
+        services
+            .rooms
+            .hierarchy_for_server(
+                &signed.origin,
+                &room_id,
+                query.suggested_only.unwrap_or(false),
+            )
             .await?,
     ))
 }

@@ -613,3 +613,75 @@ async fn concurrent_power_level_changes_resolve_with_the_more_powerful_first() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_space_is_served_to_another_server_without_its_private_rooms() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let space = alice
+        .create_room(json!({
+            "name": "Family", "preset": "public_chat",
+            "creation_content": { "type": "m.space" },
+        }))
+        .await;
+    for (name, preset) in [("Photos", "public_chat"), ("Parents only", "private_chat")] {
+        let child = alice
+            .create_room(json!({ "name": name, "preset": preset }))
+            .await;
+        let (status, body) = alice
+            .put(
+                &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}"),
+                json!({ "via": [one.server_name()] }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{space}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+
+    // Server two asks server one about the children: the public one is described, the
+    // private one is listed as inaccessible and left out.
+    let (status, page) = bob
+        .get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let names: Vec<&str> = page["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Family", "Photos"], "{page}");
+    let answer = two
+        .server()
+        .services()
+        .federation
+        .hierarchy(
+            &ServerName::parse(one.server_name()).expect("server name"),
+            &matrix_sdk::ruma::RoomId::parse(&space).expect("room id"),
+            false,
+        )
+        .await
+        .expect("hierarchy");
+    assert_eq!(
+        answer["inaccessible_children"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    // Alice, in every room, sees all three.
+    let (status, page) = alice
+        .get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["rooms"].as_array().map(Vec::len), Some(3), "{page}");
+}

@@ -1326,3 +1326,84 @@ async fn history_from_before_a_remote_join_is_backfilled_when_paging_back() {
     let expected: Vec<String> = (0..30).map(|i| format!("story {i}")).collect();
     assert_eq!(bodies, expected, "{}", synapse.log_tail());
 }
+
+#[tokio::test]
+async fn a_space_on_synapse_shows_its_rooms_to_a_kith_user() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let space = sam
+        .create_room(json!({
+            "name": "Neighbourhood", "preset": "public_chat", "room_alias_name": "hood",
+            "creation_content": { "type": "m.space" },
+        }))
+        .await;
+    let mut children = Vec::new();
+    for (name, suggested) in [("Bakery", true), ("Garage", false)] {
+        let child = sam
+            .create_room(json!({ "name": name, "preset": "public_chat" }))
+            .await;
+        let (status, body) = sam
+            .put(
+                &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}"),
+                json!({ "via": [synapse.server_name], "suggested": suggested }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        children.push(child);
+    }
+
+    // Alice joins the space; its children live only on Synapse, so Kith asks Synapse for
+    // them over federation.
+    let (status, joined) = alice
+        .join(&url_encode(&format!("#hood:{}", synapse.server_name)))
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    let names = |page: &Value| -> Vec<String> {
+        page["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (status, page) = alice
+        .get(&format!("/_matrix/client/v1/rooms/{space}/hierarchy"))
+        .await;
+    assert_eq!(status, 200, "{page}\n{}", synapse.log_tail());
+    let mut found = names(&page);
+    found.sort();
+    assert_eq!(found, ["Bakery", "Garage", "Neighbourhood"], "{page}");
+    let top = &page["rooms"][0];
+    assert_eq!(top["room_id"], space.as_str());
+    assert_eq!(top["room_type"], "m.space");
+    assert_eq!(
+        top["children_state"].as_array().map(Vec::len),
+        Some(2),
+        "{top}"
+    );
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{space}/hierarchy?suggested_only=true"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(names(&page), ["Neighbourhood", "Bakery"], "{page}");
+    // Pages: one room at a time.
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{space}/hierarchy?limit=1"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(names(&page), ["Neighbourhood"]);
+    let next = page["next_batch"].as_str().expect("next_batch").to_owned();
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v1/rooms/{space}/hierarchy?limit=1&from={next}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["rooms"].as_array().map(Vec::len), Some(1), "{page}");
+}

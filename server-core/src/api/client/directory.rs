@@ -1,4 +1,4 @@
-//! Room aliases and the public room directory.
+//! Room aliases, the public room directory and space hierarchies.
 
 use axum::{Json, extract::State};
 use ruma::ServerName;
@@ -244,4 +244,43 @@ pub(crate) async fn get_public_rooms_filtered(
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> Result<Json<Value>> {
     public_rooms(&services, query.server.as_deref(), Some(&user), body).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct HierarchyQuery {
+    suggested_only: Option<bool>,
+    max_depth: Option<usize>,
+    limit: Option<usize>,
+    from: Option<String>,
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy` (spec: "Spaces").
+pub(crate) async fn get_hierarchy(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(room_id): PathParams<String>,
+    QueryParams(query): QueryParams<HierarchyQuery>,
+) -> Result<Json<Value>> {
+    let room_id = parse_room_id(&room_id)?;
+    let from = match query.from.as_deref() {
+        None => 0,
+        Some(token) => token
+            .strip_prefix('h')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::invalid_param("Invalid pagination token."))?,
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, 100);
+    Ok(Json(
+        services
+            .rooms
+            .hierarchy(
+                &session.user_id,
+                &room_id,
+                query.suggested_only.unwrap_or(false),
+                query.max_depth,
+                limit,
+                from,
+            )
+            .await?,
+    ))
 }

@@ -149,6 +149,10 @@ pub(super) fn routes() -> Router<Services> {
             &r("/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}"),
             get(room_events::get_relating_events),
         )
+        .route(
+            &r("/v1/rooms/{room_id}/hierarchy"),
+            get(directory::get_hierarchy),
+        )
         .route(&r("/v3/sync"), get(sync::sync_events))
         .route(&r("/v3/user/{user_id}/filter"), post(sync::create_filter))
         .route(

@@ -1082,3 +1082,29 @@ impl Federation {
             .unwrap_or_default())
     }
 }
+
+impl Federation {
+    /// `GET /_matrix/federation/v1/hierarchy/{roomId}` (spec: "Spaces"): a space as
+    /// `server` describes it.
+    pub async fn hierarchy(
+        &self,
+        server: &ServerName,
+        room_id: &ruma::RoomId,
+        suggested_only: bool,
+    ) -> Result<Value> {
+        let path = format!(
+            "/_matrix/federation/v1/hierarchy/{}",
+            path_segment(room_id.as_str())
+        );
+        let suggested = if suggested_only { "true" } else { "false" };
+        self.request(
+            server,
+            Method::GET,
+            &path,
+            &[("suggested_only", suggested)],
+            None,
+            true,
+        )
+        .await
+    }
+}

@@ -7,6 +7,7 @@
 
 mod create;
 mod directory;
+mod hierarchy;
 mod history;
 mod inbound;
 mod invites;
