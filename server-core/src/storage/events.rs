@@ -672,13 +672,28 @@ impl EventsStore<'_> {
         json: String,
         soft_failed: bool,
     ) -> Result<()> {
-        let (event_id, room_id) = (event_id.to_owned(), room_id.to_owned());
+        self.store_outliers(room_id, vec![(event_id.to_owned(), json)], soft_failed)
+            .await
+    }
+
+    /// Keeps events of the room graph outside the timeline, in one transaction (the state
+    /// and auth chain of a room joined over federation can be thousands).
+    pub async fn store_outliers(
+        &self,
+        room_id: &str,
+        events: Vec<(String, String)>,
+        soft_failed: bool,
+    ) -> Result<()> {
+        let room_id = room_id.to_owned();
         self.store
             .write(move |txn| {
-                txn.execute(
+                let now = super::now_ms();
+                let mut stmt = txn.prepare_cached(
                     "INSERT OR IGNORE INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![event_id, room_id, json, soft_failed, super::now_ms()],
                 )?;
+                for (event_id, json) in &events {
+                    stmt.execute(params![event_id, room_id, json, soft_failed, now])?;
+                }
                 Ok(())
             })
             .await

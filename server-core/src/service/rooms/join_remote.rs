@@ -130,12 +130,17 @@ impl Rooms {
         }
 
         // Keep the state and auth chain, then append our join with that state before it.
-        for (id, (_, json)) in &received {
-            self.store
-                .events()
-                .store_outlier(id, room_id.as_str(), json.clone(), false)
-                .await?;
-        }
+        self.store
+            .events()
+            .store_outliers(
+                room_id.as_str(),
+                received
+                    .iter()
+                    .map(|(id, (_, json))| (id.clone(), json.clone()))
+                    .collect(),
+                false,
+            )
+            .await?;
         let join_json = serde_json::to_string(&join_object)?;
         let join =
             Pdu::from_stored(event_id.clone(), room_id, &join_json).map_err(Error::internal)?;
