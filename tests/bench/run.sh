@@ -100,3 +100,12 @@ echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 echo "Kith $(git -C "$ROOT" rev-parse --short HEAD) (release build) vs Synapse $SYNAPSE_VERSION (SQLite); both on loopback"
 echo
 "$BENCH" table "$WORK/kith.json" "$WORK/synapse.json"
+
+# Federation (issue 4): joining a big room hosted on Synapse, from Kith and from a second
+# Synapse, and one busy room's throughput both ways. A release build of the test harness;
+# KITH_BENCH_MEMBERS and KITH_BENCH_STATE size the room (1,000 and 10,000 by default).
+echo
+echo "== federation (tests/tests/integration/bench_federation.rs)"
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo test --release -p kith-tests --test integration \
+    -- --ignored --exact bench_federation::bench_join_a_big_synapse_room_and_federation_throughput \
+    --nocapture 2>&1 | grep -v '^running\|^test result\|^$' | grep -A8 'room built\|federation benchmark')

@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 mod accounts;
+mod bench_federation;
 mod e2ee;
 mod e2ee_sdk;
 mod federation;

@@ -1,0 +1,180 @@
+//! Federation benchmarks, run by `make bench` (ignored in `make test`): figures, not
+//! pass/fail. They need release builds to mean anything.
+//!
+//! - Join: a Synapse hosts a room with `KITH_BENCH_MEMBERS` members (1,000) and about
+//!   `KITH_BENCH_STATE` state events (10,000). A Kith user joins it, then a second Synapse's
+//!   user does; each join is timed from the client's request to its answer.
+//! - Throughput: 500 messages from the Synapse user, sent one after another, timed until
+//!   the last one shows in a Kith client's `/messages`, and 500 the other way.
+
+use std::time::{Duration, Instant};
+
+use kith_tests::{Client, TestServer, synapse::Synapse, url_encode};
+use serde_json::json;
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `task(i)` for `i` in `0..count`, `parallel` at a time.
+async fn in_parallel<F, Fut>(count: usize, parallel: usize, task: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..count {
+        if running.len() >= parallel {
+            running
+                .join_next()
+                .await
+                .expect("a task")
+                .expect("task succeeds");
+        }
+        running.spawn(task(i));
+    }
+    while let Some(done) = running.join_next().await {
+        done.expect("task succeeds");
+    }
+}
+
+/// Polls the room's newest events as `client` sees them until one has `body` (messages
+/// cross in order, so the last one sent arriving means all did).
+async fn wait_for_message(client: &Client, room_id: &str, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (status, page) = client
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5"
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["content"]["body"] == body)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{body:?} never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: `make bench` runs it"]
+async fn bench_join_a_big_synapse_room_and_federation_throughput() {
+    let members = env_number("KITH_BENCH_MEMBERS", 1_000);
+    let state = env_number("KITH_BENCH_STATE", 10_000);
+    let host = Synapse::start().await;
+    let other = Synapse::start().await;
+    let kith = TestServer::start_federating().await;
+
+    // The room on the host: members, then extra state events up to the total.
+    let built = Instant::now();
+    let owner = host.register("owner").await;
+    let room_id = owner
+        .create_room(json!({ "name": "Big room", "preset": "public_chat" }))
+        .await;
+    let room = room_id.clone();
+    let anonymous = host.anonymous();
+    in_parallel(members.saturating_sub(1), 8, |i| {
+        let (room, anonymous) = (room.clone(), anonymous.clone());
+        async move {
+            let member = anonymous.register(&format!("member{i}")).await;
+            let (status, body) = member.join(&room).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    })
+    .await;
+    let extra = state.saturating_sub(members + 6);
+    in_parallel(extra, 8, |i| {
+        let (room, owner) = (room.clone(), owner.clone());
+        async move {
+            let (status, body) = owner
+                .put(
+                    &format!("/_matrix/client/v3/rooms/{room}/state/org.kith.bench/{i}"),
+                    json!({ "n": i }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    })
+    .await;
+    eprintln!(
+        "room built: {members} members, ~{state} state events, in {:.0} s",
+        built.elapsed().as_secs_f64()
+    );
+
+    // Joins, each from its own server.
+    let alice = kith.register("alice").await;
+    let via = url_encode(&host.server_name);
+    let start = Instant::now();
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/join/{room_id}?via={via}"),
+            json!({}),
+        )
+        .await;
+    let kith_join = start.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let sam = other.register("sam").await;
+    let start = Instant::now();
+    let (status, body) = sam
+        .post(
+            &format!("/_matrix/client/v3/join/{room_id}?via={via}"),
+            json!({}),
+        )
+        .await;
+    let synapse_join = start.elapsed();
+    assert_eq!(status, 200, "{body}");
+
+    // Throughput, one busy room: the host's owner to Kith, then Alice to the host.
+    let messages = 500;
+    let start = Instant::now();
+    for i in 0..messages {
+        let (status, _) = owner
+            .send_text(&room_id, &format!("in-{i}"), &format!("inbound {i}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    wait_for_message(&alice, &room_id, &format!("inbound {}", messages - 1)).await;
+    let inbound = start.elapsed();
+    let start = Instant::now();
+    for i in 0..messages {
+        let (status, _) = alice
+            .send_text(&room_id, &format!("out-{i}"), &format!("outbound {i}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+    wait_for_message(&owner, &room_id, &format!("outbound {}", messages - 1)).await;
+    let outbound = start.elapsed();
+
+    println!("federation benchmark ({members} members, ~{state} state events):");
+    println!(
+        "  join from Kith:            {:>8.2} s",
+        kith_join.as_secs_f64()
+    );
+    println!(
+        "  join from a 2nd Synapse:   {:>8.2} s",
+        synapse_join.as_secs_f64()
+    );
+    println!(
+        "  ratio (Kith / Synapse):    {:>8.2}",
+        kith_join.as_secs_f64() / synapse_join.as_secs_f64()
+    );
+    println!(
+        "  Synapse -> Kith: {messages} messages in {:.1} s, {:.0} events/s (sent one by one, until the last showed on Kith)",
+        inbound.as_secs_f64(),
+        messages as f64 / inbound.as_secs_f64()
+    );
+    println!(
+        "  Kith -> Synapse: {messages} messages in {:.1} s, {:.0} events/s",
+        outbound.as_secs_f64(),
+        messages as f64 / outbound.as_secs_f64()
+    );
+}
