@@ -224,13 +224,33 @@ impl Rooms {
             return self.rejected(&event_id, &room_id, reason).await;
         }
 
-        // 5. Soft failure against the current state.
-        let current: StateIds = events
-            .current_state(room_id.as_str())
-            .await?
+        // The common case, a room whose graph is a line: the PDU follows the one forward
+        // extremity, whose state is the current state. Then the state before it is the
+        // current state, and neither needs reading twice.
+        let (extremities, _) = events.extremities(room_id.as_str()).await?;
+        let others: Vec<String> = extremities
             .into_iter()
-            .map(|(t, k, id, _)| ((t, k), id))
+            .filter(|e| !prev.contains(e))
             .collect();
+        let prev_group = match prev.as_slice() {
+            [single] => self.store.state().group_of(single).await?,
+            _ => None,
+        };
+        let current_group = self.store.state().current_group(room_id.as_str()).await?;
+        let follows_current =
+            others.is_empty() && prev_group.is_some() && prev_group == current_group;
+
+        // 5. Soft failure against the current state.
+        let current: StateIds = if follows_current {
+            before.clone()
+        } else {
+            events
+                .current_state(room_id.as_str())
+                .await?
+                .into_iter()
+                .map(|(t, k, id, _)| ((t, k), id))
+                .collect()
+        };
         if let Err(reason) = self.auth_against(&rules, &pdu, &current).await? {
             tracing::info!(%event_id, %reason, "PDU soft-failed");
             events
@@ -240,40 +260,34 @@ impl Rooms {
         }
 
         // 6. Append, and move the current state.
-        let mut after = before.clone();
-        if let Some(state_key) = &pdu.state_key {
-            after.insert(
-                (pdu.kind.to_string(), state_key.clone()),
-                event_id.to_string(),
-            );
-        }
-        let state_before = match prev.as_slice() {
-            [single] => match self.store.state().group_of(single).await? {
-                Some(group) => StateBefore::Group(group),
-                None => StateBefore::Ids(before.clone()),
-            },
-            _ => StateBefore::Ids(before.clone()),
+        let state_before = match prev_group {
+            Some(group) => StateBefore::Group(group),
+            None => StateBefore::Ids(before.clone()),
         };
-        let (extremities, _) = events.extremities(room_id.as_str()).await?;
-        let others: Vec<String> = extremities
-            .into_iter()
-            .filter(|e| !prev.contains(e))
-            .collect();
-        let new_current = if others.is_empty() && before == current {
+        let new_current = if follows_current || (others.is_empty() && before == current) {
             NewCurrent::AfterEvent
-        } else if others.is_empty() {
-            NewCurrent::Resolved(after)
         } else {
-            let mut states: Vec<StateIds> = self
-                .store
-                .state()
-                .after_events(others)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
-            states.push(after);
-            NewCurrent::Resolved(self.resolve_with(&rules, states, Some(&pdu)).await?)
+            let mut after = before;
+            if let Some(state_key) = &pdu.state_key {
+                after.insert(
+                    (pdu.kind.to_string(), state_key.clone()),
+                    event_id.to_string(),
+                );
+            }
+            if others.is_empty() {
+                NewCurrent::Resolved(after)
+            } else {
+                let mut states: Vec<StateIds> = self
+                    .store
+                    .state()
+                    .after_events(others)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                states.push(after);
+                NewCurrent::Resolved(self.resolve_with(&rules, states, Some(&pdu)).await?)
+            }
         };
         let redaction = self.remote_redaction(&pdu, &rules).await?;
         let placement = Placement {
