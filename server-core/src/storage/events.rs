@@ -79,6 +79,9 @@ pub struct NewEvent {
     pub new_current: NewCurrent,
     /// The servers to send it to, queued in the same transaction.
     pub destinations: Vec<String>,
+    /// For a local event, this server's name: the event also goes to every other server
+    /// with a member joined, as read in the same transaction.
+    pub share_with_room: Option<String>,
 }
 
 /// An invite or knock of a local user in a room this server is not in.
@@ -152,10 +155,25 @@ impl EventsStore<'_> {
     /// Appends an event to the room's timeline in one transaction: the event row, the state
     /// after it, the room's current state (and its log), the membership table, the forward
     /// extremities, the redacted target, the transaction id, the push actions, and the
-    /// outbox rows that carry it to `destinations`. Returns the event's stream position.
-    pub async fn append(&self, event: NewEvent) -> Result<i64> {
+    /// outbox rows that carry it to `destinations` (and the room's servers, see
+    /// `share_with_room`). Returns the event's stream position and where it was queued.
+    pub async fn append(&self, mut event: NewEvent) -> Result<(i64, Vec<String>)> {
         self.store
             .write(move |txn| {
+                if let Some(ours) = &event.share_with_room {
+                    // Every server with a member joined before this event.
+                    let mut stmt = txn.prepare_cached(
+                        "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) FROM memberships \
+                         WHERE room_id = ?1 AND membership = 'join'",
+                    )?;
+                    let servers = stmt
+                        .query_map([&event.room_id], |row| row.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    event.destinations.extend(servers);
+                    event.destinations.retain(|d| d != ours);
+                    event.destinations.sort();
+                    event.destinations.dedup();
+                }
                 // A resolved state takes effect just before the event, at a position of
                 // its own, so the state before the event's place in the timeline is it.
                 let state_pos = match event.new_current {
@@ -201,7 +219,7 @@ impl EventsStore<'_> {
                 for destination in &event.destinations {
                     queue_in(txn, destination, OutboxKind::Pdu, &event.json, now)?;
                 }
-                Ok(pos)
+                Ok((pos, event.destinations))
             })
             .await
     }

@@ -295,7 +295,8 @@ impl Rooms {
             new_current,
             destinations,
         };
-        self.append(pdu, json, redaction, None, placement).await?;
+        self.append(pdu, json, redaction, None, placement, false)
+            .await?;
         Ok(Outcome::Accepted)
     }
 

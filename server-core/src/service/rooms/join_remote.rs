@@ -164,7 +164,8 @@ impl Rooms {
             new_current: NewCurrent::Resolved(after),
             destinations: Vec::new(),
         };
-        self.append(join, join_json, None, None, placement).await?;
+        self.append(join, join_json, None, None, placement, false)
+            .await?;
         Ok(())
     }
 

@@ -317,10 +317,9 @@ impl Rooms {
         redaction: Option<(String, String)>,
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
-        let room_id = built.pdu.in_room.clone();
-        // Every server with a member joined, and the server of a member whose membership
-        // this changes (a leave, kick or ban must reach them).
-        let mut destinations = self.store.events().joined_servers(room_id.as_str()).await?;
+        // The server of a member whose membership this changes (a leave, kick or ban must
+        // reach them); the room's other servers are added as the event is stored.
+        let mut destinations = Vec::new();
         if built.pdu.kind == TimelineEventType::RoomMember
             && let Some(target) = built.pdu.state_key.as_deref()
             && let Ok(target) = UserId::parse(target)
@@ -335,12 +334,13 @@ impl Rooms {
             new_current: NewCurrent::AfterEvent,
             destinations,
         };
-        self.append(built.pdu, built.json, redaction, txn, placement)
+        self.append(built.pdu, built.json, redaction, txn, placement, true)
             .await
     }
 
     /// Appends a checked event to the timeline, then wakes syncs and the senders of the
-    /// servers it goes to. `destinations` may name this server or repeat one.
+    /// servers it goes to. `destinations` may name this server or repeat one; a `local`
+    /// event also goes to every server in the room.
     pub(super) async fn append(
         &self,
         pdu: Pdu,
@@ -348,6 +348,7 @@ impl Rooms {
         redaction: Option<(String, String)>,
         txn: Option<(String, String, String, String)>,
         placement: Placement,
+        local: bool,
     ) -> Result<OwnedEventId> {
         // Best effort: a failed evaluation costs a notification, never the message.
         let notifies = self.notified_users(&pdu, &json).await.unwrap_or_else(|e| {
@@ -367,8 +368,9 @@ impl Rooms {
             destinations: destinations.clone(),
             ..placement
         };
-        let event = timeline_row(&pdu, json, notifies, redaction, txn, placement);
-        self.store.events().append(event).await?;
+        let mut event = timeline_row(&pdu, json, notifies, redaction, txn, placement);
+        event.share_with_room = local.then(|| ours.to_owned());
+        let (_, destinations) = self.store.events().append(event).await?;
         self.notifier.notify();
         for destination in &destinations {
             self.federation.wake(destination);
@@ -484,5 +486,6 @@ pub(super) fn timeline_row(
         state_before: placement.state_before,
         new_current: placement.new_current,
         destinations: placement.destinations,
+        share_with_room: None,
     }
 }
