@@ -757,6 +757,46 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     Ok(body)
 }
 
+impl Federation {
+    /// `GET /_matrix/federation/v1/make_{join,leave,knock}/{roomId}/{userId}`: a membership
+    /// event template from a server in the room, listing the room versions we support
+    /// (none for leaves). Returns (room version, template).
+    async fn membership_template(
+        &self,
+        server: &ServerName,
+        membership: &str,
+        room_id: &ruma::RoomId,
+        user_id: &ruma::UserId,
+        versions: &[&str],
+    ) -> Result<(String, Value)> {
+        let path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}",
+            path_segment(room_id.as_str()),
+            path_segment(user_id.as_str())
+        );
+        let query: Vec<(&str, &str)> = versions.iter().map(|v| ("ver", *v)).collect();
+        let answer = self
+            .request(server, Method::GET, &path, &query, None, true)
+            .await?;
+        let version = answer
+            .get("room_version")
+            .and_then(Value::as_str)
+            .unwrap_or("1")
+            .to_owned();
+        let event = answer
+            .get("event")
+            .filter(|e| e.is_object())
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadGateway,
+                    format!("{server} gave no {membership} event template"),
+                )
+            })?;
+        Ok((version, event))
+    }
+}
+
 /// Percent-encodes one path segment (a room, user or event ID) of a federation URL.
 pub fn path_segment(value: &str) -> String {
     value
@@ -782,31 +822,8 @@ impl Federation {
         user_id: &ruma::UserId,
         versions: &[&str],
     ) -> Result<(String, Value)> {
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}",
-            path_segment(room_id.as_str()),
-            path_segment(user_id.as_str())
-        );
-        let query: Vec<(&str, &str)> = versions.iter().map(|v| ("ver", *v)).collect();
-        let answer = self
-            .request(server, Method::GET, &path, &query, None, true)
-            .await?;
-        let version = answer
-            .get("room_version")
-            .and_then(Value::as_str)
-            .unwrap_or("1")
-            .to_owned();
-        let event = answer
-            .get("event")
-            .filter(|e| e.is_object())
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BadGateway,
-                    format!("{server} gave no join event template"),
-                )
-            })?;
-        Ok((version, event))
+        self.membership_template(server, "join", room_id, user_id, versions)
+            .await
     }
 
     /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`: our signed join, answered
@@ -955,30 +972,8 @@ impl Federation {
         room_id: &ruma::RoomId,
         user_id: &ruma::UserId,
     ) -> Result<(String, Value)> {
-        let path = format!(
-            "/_matrix/federation/v1/make_leave/{}/{}",
-            path_segment(room_id.as_str()),
-            path_segment(user_id.as_str())
-        );
-        let answer = self
-            .request(server, Method::GET, &path, &[], None, true)
-            .await?;
-        let version = answer
-            .get("room_version")
-            .and_then(Value::as_str)
-            .unwrap_or("1")
-            .to_owned();
-        let event = answer
-            .get("event")
-            .filter(|e| e.is_object())
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BadGateway,
-                    format!("{server} gave no leave event template"),
-                )
-            })?;
-        Ok((version, event))
+        self.membership_template(server, "leave", room_id, user_id, &[])
+            .await
     }
 
     /// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
@@ -1010,31 +1005,8 @@ impl Federation {
         user_id: &ruma::UserId,
         versions: &[&str],
     ) -> Result<(String, Value)> {
-        let path = format!(
-            "/_matrix/federation/v1/make_knock/{}/{}",
-            path_segment(room_id.as_str()),
-            path_segment(user_id.as_str())
-        );
-        let query: Vec<(&str, &str)> = versions.iter().map(|v| ("ver", *v)).collect();
-        let answer = self
-            .request(server, Method::GET, &path, &query, None, true)
-            .await?;
-        let version = answer
-            .get("room_version")
-            .and_then(Value::as_str)
-            .unwrap_or("1")
-            .to_owned();
-        let event = answer
-            .get("event")
-            .filter(|e| e.is_object())
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BadGateway,
-                    format!("{server} gave no knock event template"),
-                )
-            })?;
-        Ok((version, event))
+        self.membership_template(server, "knock", room_id, user_id, versions)
+            .await
     }
 
     /// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: our signed knock,

@@ -212,13 +212,7 @@ impl Rooms {
             &rules.redaction,
         )
         .map_err(Error::internal)?;
-        let resident = self
-            .store
-            .events()
-            .joined_servers(room_id.as_str())
-            .await?
-            .iter()
-            .any(|s| s == self.identity.server_name.as_str());
+        let resident = self.is_resident(room_id).await?;
         if resident {
             self.ensure_server_allowed(room_id, origin).await?;
         } else {

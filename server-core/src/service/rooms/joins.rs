@@ -301,13 +301,23 @@ impl Rooms {
     /// `M_NOT_FOUND` unless a local user is joined to the room, so this server holds its
     /// current state and may speak for it.
     async fn ensure_resident(&self, room_id: &RoomId) -> Result<()> {
-        let ours = self.identity.server_name.as_str();
-        let servers = self.store.events().joined_servers(room_id.as_str()).await?;
-        if servers.iter().any(|s| s == ours) {
+        if self.is_resident(room_id).await? {
             Ok(())
         } else {
             Err(Error::not_found("This server is not in that room."))
         }
+    }
+
+    /// Whether a local user is joined to the room, so this server holds its current state.
+    pub(super) async fn is_resident(&self, room_id: &RoomId) -> Result<bool> {
+        let ours = self.identity.server_name.as_str();
+        Ok(self
+            .store
+            .events()
+            .joined_servers(room_id.as_str())
+            .await?
+            .iter()
+            .any(|s| s == ours))
     }
 
     /// The events `ids` and every event of their auth chains, as far as they are stored.

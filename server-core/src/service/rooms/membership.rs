@@ -75,13 +75,7 @@ impl Rooms {
             return Ok(());
         }
         let ours = self.identity.server_name.as_str();
-        let resident = self
-            .store
-            .events()
-            .joined_servers(room_id.as_str())
-            .await?
-            .iter()
-            .any(|s| s == ours);
+        let resident = self.is_resident(room_id).await?;
         if !resident {
             // Over federation, through the servers the client named, and the room ID's own
             // server (room versions before 12 carry one).
@@ -259,13 +253,7 @@ impl Rooms {
             return Err(Error::forbidden("You are already in this room."));
         }
         let ours = self.identity.server_name.as_str();
-        let resident = self
-            .store
-            .events()
-            .joined_servers(room_id.as_str())
-            .await?
-            .iter()
-            .any(|s| s == ours);
+        let resident = self.is_resident(room_id).await?;
         if !resident {
             let mut servers = via.to_vec();
             if let Some(server) = room_id.server_name() {
