@@ -128,6 +128,63 @@ impl Rooms {
                 ));
             }
         };
+        // spec: "Inviting to a room": the invitee's server signs the event; check that it
+        // did, with its key, over the redacted event as all event signatures are (ours is
+        // checked with it).
+        let invitee_server = target.server_name();
+        let signers: Vec<(String, Vec<String>)> = match signed.get("signatures") {
+            Some(CanonicalJsonValue::Object(all)) => all
+                .iter()
+                .map(|(server, by_key)| {
+                    let key_ids = match by_key {
+                        CanonicalJsonValue::Object(by_key) => by_key
+                            .keys()
+                            .filter(|k| k.starts_with("ed25519:"))
+                            .cloned()
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    (server.clone(), key_ids)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !signers
+            .iter()
+            .any(|(server, _)| server == invitee_server.as_str())
+        {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!("{invitee_server} did not sign the invite."),
+            ));
+        }
+        let mut public_keys = ruma::signatures::PublicKeyMap::new();
+        for (server, key_ids) in signers {
+            let Ok(server_name) = ServerName::parse(&server) else {
+                continue;
+            };
+            let mut keys = std::collections::BTreeMap::new();
+            for key_id in key_ids {
+                if let Ok(key) = self
+                    .federation
+                    .verify_key(&server_name, &key_id, crate::storage::now_ms())
+                    .await
+                {
+                    keys.insert(key_id, key);
+                }
+            }
+            public_keys.insert(server, keys);
+        }
+        let redacted = ruma::canonical_json::redact(signed.clone(), &rules.redaction, None)
+            .map_err(Error::internal)?;
+        if let Err(e) = ruma::signatures::verify_json(&public_keys, &redacted) {
+            return Err(Error::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "The signatures on the invite {invitee_server} returned do not verify: {e}."
+                ),
+            ));
+        }
         let built = Built {
             pdu: built.pdu,
             json: serde_json::to_string(&signed)?,
