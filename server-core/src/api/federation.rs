@@ -639,9 +639,7 @@ async fn send_join(
     PathParams((room_id, event_id)): PathParams<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let room_id = super::parse_room_id(&room_id)?;
-    let event_id = ruma::EventId::parse(&event_id)
-        .map_err(|_| Error::invalid_param(format!("{event_id} is not an event ID.")))?;
+    let (room_id, event_id) = room_and_event(&room_id, &event_id)?;
     let pdu: Value = signed.json()?;
     Ok(Json(
         services
@@ -663,6 +661,14 @@ async fn event(
         .event_for_server(&signed.origin, &event_id)
         .await?;
     Ok(pdu_list(&services, vec![pdu]))
+}
+
+/// The `{roomId}/{eventId}` of a path.
+fn room_and_event(
+    room_id: &str,
+    event_id: &str,
+) -> Result<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
+    Ok((super::parse_room_id(room_id)?, parse_event_id(event_id)?))
 }
 
 fn parse_event_id(id: &str) -> Result<ruma::OwnedEventId> {
@@ -801,8 +807,7 @@ async fn event_auth(
     PathParams((room_id, event_id)): PathParams<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let room_id = super::parse_room_id(&room_id)?;
-    let event_id = parse_event_id(&event_id)?;
+    let (room_id, event_id) = room_and_event(&room_id, &event_id)?;
     let chain = services
         .rooms
         .event_auth_for_server(&signed.origin, &room_id, &event_id)
@@ -832,8 +837,7 @@ async fn send_leave(
     PathParams((room_id, event_id)): PathParams<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let room_id = super::parse_room_id(&room_id)?;
-    let event_id = parse_event_id(&event_id)?;
+    let (room_id, event_id) = room_and_event(&room_id, &event_id)?;
     let pdu: Value = signed.json()?;
     services
         .rooms
@@ -848,8 +852,7 @@ async fn invite(
     PathParams((room_id, event_id)): PathParams<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let room_id = super::parse_room_id(&room_id)?;
-    let event_id = parse_event_id(&event_id)?;
+    let (room_id, event_id) = room_and_event(&room_id, &event_id)?;
     let body: Value = signed.json()?;
     Ok(Json(
         services
@@ -988,8 +991,7 @@ async fn send_knock(
     PathParams((room_id, event_id)): PathParams<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>> {
-    let room_id = super::parse_room_id(&room_id)?;
-    let event_id = parse_event_id(&event_id)?;
+    let (room_id, event_id) = room_and_event(&room_id, &event_id)?;
     let pdu: Value = signed.json()?;
     Ok(Json(
         services
