@@ -130,8 +130,9 @@ impl ErrorKind {
     }
 }
 
-/// Everything that can go wrong in server-core.
-#[derive(Debug)]
+/// Everything that can go wrong in server-core. Cloned when one failure answers several
+/// requests (a batch of sends).
+#[derive(Debug, Clone)]
 pub enum Error {
     /// An error the client caused or may act on; it carries an errcode and a sentence.
     Matrix {

@@ -251,17 +251,11 @@ impl Users {
                 "The access token has expired; refresh it.",
             ));
         }
-        let user = self
-            .store
-            .users()
-            .get(&info.user_id)
-            .await?
-            .ok_or_else(unknown)?;
         let user_id = UserId::parse(info.user_id).map_err(Error::internal)?;
         Ok(Session {
             user_id,
             device_id: info.device_id.into(),
-            admin: user.admin,
+            admin: info.admin,
         })
     }
 
@@ -271,7 +265,7 @@ impl Users {
         let access_token = format!("kith_{}", crypto::random_string(40));
         let new_refresh = format!("kithr_{}", crypto::random_string(40));
         let expires_ts = crate::storage::now_ms() + i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
-        let info = self
+        let (user_id, device_id) = self
             .store
             .users()
             .rotate_refresh_token(
@@ -288,8 +282,8 @@ impl Users {
                 )
             })?;
         Ok(IssuedTokens {
-            user_id: UserId::parse(info.user_id).map_err(Error::internal)?,
-            device_id: info.device_id.into(),
+            user_id: UserId::parse(user_id).map_err(Error::internal)?,
+            device_id: device_id.into(),
             access_token,
             refresh_token: Some(new_refresh),
             expires_in_ms: Some(lifetime_ms),

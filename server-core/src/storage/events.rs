@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    OutboxKind, Store,
+    OutboxKind, Store, exec,
     federation_queue::queue_in,
     next_stream_pos,
     state::{self, StateIds},
@@ -101,6 +101,23 @@ pub struct RemoteMembership {
     pub room_state: String,
 }
 
+/// A room as a new local event sees it ([`EventsStore::head`]).
+#[derive(Debug, Clone)]
+pub struct RoomHead {
+    /// The room version.
+    pub version: String,
+    /// The current state: (type, state_key) to event ID.
+    pub state: StateIds,
+    /// The forward extremities.
+    pub extremities: Vec<String>,
+    /// The greatest depth among them.
+    pub depth: i64,
+    /// The joined members' user IDs.
+    pub joined: Vec<String>,
+    /// For each transaction asked about, the event earlier sent with it.
+    pub earlier: Vec<Option<String>>,
+}
+
 /// The room state before a new event.
 #[derive(Debug, Clone)]
 pub enum StateBefore {
@@ -157,69 +174,22 @@ impl EventsStore<'_> {
     /// extremities, the redacted target, the transaction id, the push actions, and the
     /// outbox rows that carry it to `destinations` (and the room's servers, see
     /// `share_with_room`). Returns the event's stream position and where it was queued.
-    pub async fn append(&self, mut event: NewEvent) -> Result<(i64, Vec<String>)> {
+    pub async fn append(&self, event: NewEvent) -> Result<(i64, Vec<String>)> {
+        self.append_many(vec![event])
+            .await?
+            .pop()
+            .ok_or_else(|| crate::error::Error::internal("no event appended"))
+    }
+
+    /// Appends events to their rooms in order, in one transaction (one disk flush for all),
+    /// each as [`Self::append`] would. Returns each one's position and destinations.
+    pub async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<(i64, Vec<String>)>> {
         self.store
             .write(move |txn| {
-                if let Some(ours) = &event.share_with_room {
-                    // Every server with a member joined before this event.
-                    let mut stmt = txn.prepare_cached(
-                        "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) FROM memberships \
-                         WHERE room_id = ?1 AND membership = 'join'",
-                    )?;
-                    let servers = stmt
-                        .query_map([&event.room_id], |row| row.get::<_, String>(0))?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    event.destinations.extend(servers);
-                    event.destinations.retain(|d| d != ours);
-                    event.destinations.sort();
-                    event.destinations.dedup();
-                }
-                // A resolved state takes effect just before the event, at a position of
-                // its own, so the state before the event's place in the timeline is it.
-                let state_pos = match event.new_current {
-                    NewCurrent::Resolved(_) => Some(next_stream_pos(txn)?),
-                    NewCurrent::AfterEvent => None,
-                };
-                let pos = next_stream_pos(txn)?;
-                insert_event_row(txn, &event, pos)?;
-                record_state(txn, &event, state_pos.unwrap_or(pos), pos)?;
-                // The new event replaces the extremities it cites (spec:
-                // server-server-api.md, "Forward extremities").
-                {
-                    let mut stmt = txn.prepare_cached(
-                        "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
-                    )?;
-                    for prev in &event.prev_events {
-                        stmt.execute(params![event.room_id, prev])?;
-                    }
-                }
-                txn.execute(
-                    "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
-                    params![event.room_id, event.event_id],
-                )?;
-                if let Some((target, redacted_json)) = &event.redaction {
-                    txn.execute(
-                        "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
-                        params![target, redacted_json, event.event_id],
-                    )?;
-                }
-                for (user, highlight) in &event.notifies {
-                    txn.execute(
-                        "INSERT OR IGNORE INTO event_push_actions (room_id, user_id, stream_pos, highlight) VALUES (?1, ?2, ?3, ?4)",
-                        params![event.room_id, user, pos, highlight],
-                    )?;
-                }
-                if let Some((user, device, scope, txn_id)) = &event.txn {
-                    txn.execute(
-                        "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![user, device, scope, txn_id, event.event_id],
-                    )?;
-                }
-                let now = super::now_ms();
-                for destination in &event.destinations {
-                    queue_in(txn, destination, OutboxKind::Pdu, &event.json, now)?;
-                }
-                Ok((pos, event.destinations))
+                events
+                    .into_iter()
+                    .map(|event| append_in(txn, event))
+                    .collect()
             })
             .await
     }
@@ -232,22 +202,23 @@ impl EventsStore<'_> {
         scope: &str,
         txn_id: &str,
     ) -> Result<Option<String>> {
-        let args = [
+        let key = (
             user_id.to_owned(),
             device_id.to_owned(),
             scope.to_owned(),
             txn_id.to_owned(),
-        ];
+        );
+        Ok(self.txn_results(vec![key]).await?.pop().flatten())
+    }
+
+    /// For each (user, device, scope, txn id), the event ID earlier sent with it, or `None`;
+    /// one read for all.
+    pub async fn txn_results(
+        &self,
+        keys: Vec<(String, String, String, String)>,
+    ) -> Result<Vec<Option<String>>> {
         self.store
-            .read(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT result FROM transaction_ids WHERE user_id = ?1 AND device_id = ?2 AND scope = ?3 AND txn_id = ?4",
-                        args,
-                        |row| row.get(0),
-                    )
-                    .optional()?)
-            })
+            .read(move |conn| Ok(txn_results_in(conn, &keys)?))
             .await
     }
 
@@ -388,24 +359,51 @@ impl EventsStore<'_> {
             .await
     }
 
+    /// What building new local events in the room needs, in one read: the room's version
+    /// (`None` for an unknown room), its current state, its forward extremities with the
+    /// greatest depth among them, its joined members, and the event earlier sent with each
+    /// of `txns` (user, device, scope, txn id), if any.
+    pub async fn head(
+        &self,
+        room_id: &str,
+        txns: Vec<(String, String, String, String)>,
+    ) -> Result<Option<RoomHead>> {
+        let room_id = room_id.to_owned();
+        self.store
+            .read(move |conn| {
+                let version: Option<String> = conn
+                    .prepare_cached("SELECT version FROM rooms WHERE room_id = ?1")?
+                    .query_row([&room_id], |row| row.get(0))
+                    .optional()?;
+                let Some(version) = version else {
+                    return Ok(None);
+                };
+                let state = current_state_ids(conn, &room_id)?;
+                let (extremities, depth) = extremities_in(conn, &room_id)?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join'",
+                )?;
+                let joined = stmt
+                    .query_map([&room_id], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let earlier = txn_results_in(conn, &txns)?;
+                Ok(Some(RoomHead {
+                    version,
+                    state,
+                    extremities,
+                    depth,
+                    joined,
+                    earlier,
+                }))
+            })
+            .await
+    }
+
     /// The room's forward extremities and the greatest depth among them.
     pub async fn extremities(&self, room_id: &str) -> Result<(Vec<String>, i64)> {
         let room_id = room_id.to_owned();
         self.store
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?1",
-                )?;
-                let rows = stmt.query_map([room_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-                let mut ids = Vec::new();
-                let mut depth = 0;
-                for row in rows {
-                    let (id, d) = row?;
-                    ids.push(id);
-                    depth = depth.max(d);
-                }
-                Ok((ids, depth))
-            })
+            .read(move |conn| Ok(extremities_in(conn, &room_id)?))
             .await
     }
 
@@ -842,13 +840,82 @@ impl EventsStore<'_> {
     }
 }
 
+/// One event of [`EventsStore::append_many`], inside its transaction.
+fn append_in(txn: &Transaction<'_>, mut event: NewEvent) -> Result<(i64, Vec<String>)> {
+    if let Some(ours) = &event.share_with_room {
+        // Every server with a member joined before this event.
+        let mut stmt = txn.prepare_cached(
+            "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) FROM memberships \
+                 WHERE room_id = ?1 AND membership = 'join'",
+        )?;
+        let servers = stmt
+            .query_map([&event.room_id], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        event.destinations.extend(servers);
+        event.destinations.retain(|d| d != ours);
+        event.destinations.sort();
+        event.destinations.dedup();
+    }
+    // A resolved state takes effect just before the event, at a position of
+    // its own, so the state before the event's place in the timeline is it.
+    let state_pos = match event.new_current {
+        NewCurrent::Resolved(_) => Some(next_stream_pos(txn)?),
+        NewCurrent::AfterEvent => None,
+    };
+    let pos = next_stream_pos(txn)?;
+    insert_event_row(txn, &event, pos)?;
+    record_state(txn, &event, state_pos.unwrap_or(pos), pos)?;
+    // The new event replaces the extremities it cites (spec:
+    // server-server-api.md, "Forward extremities").
+    {
+        let mut stmt = txn.prepare_cached(
+            "DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2",
+        )?;
+        for prev in &event.prev_events {
+            stmt.execute(params![event.room_id, prev])?;
+        }
+    }
+    exec(
+        txn,
+        "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
+        params![event.room_id, event.event_id],
+    )?;
+    if let Some((target, redacted_json)) = &event.redaction {
+        exec(
+            txn,
+            "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
+            params![target, redacted_json, event.event_id],
+        )?;
+    }
+    for (user, highlight) in &event.notifies {
+        exec(
+            txn,
+            "INSERT OR IGNORE INTO event_push_actions (room_id, user_id, stream_pos, highlight) VALUES (?1, ?2, ?3, ?4)",
+            params![event.room_id, user, pos, highlight],
+        )?;
+    }
+    if let Some((user, device, scope, txn_id)) = &event.txn {
+        exec(
+            txn,
+            "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, device, scope, txn_id, event.event_id],
+        )?;
+    }
+    let now = super::now_ms();
+    for destination in &event.destinations {
+        queue_in(txn, destination, OutboxKind::Pdu, &event.json, now)?;
+    }
+    Ok((pos, event.destinations))
+}
+
 fn insert_event_row(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result<()> {
     let (rel_target, rel_type) = event.relation.clone().unzip();
     let (txn_id, txn_device) = match &event.txn {
         Some((_, device, _, id)) => (Some(id.clone()), Some(device.clone())),
         None => (None, None),
     };
-    txn.execute(
+    exec(
+        txn,
         "INSERT INTO events (stream_pos, event_id, room_id, sender, event_type, state_key, depth, \
          origin_server_ts, rel_target, rel_type, txn_id, txn_device, json) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -875,11 +942,8 @@ fn insert_event_row(txn: &Transaction<'_>, event: &NewEvent, pos: i64) -> Result
 /// migration 0007 (whose graph was a line, so its current state is exact).
 fn current_group(txn: &Transaction<'_>, room_id: &str) -> Result<Option<i64>> {
     let group: Option<i64> = txn
-        .query_row(
-            "SELECT state_group FROM rooms WHERE room_id = ?1",
-            [room_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT state_group FROM rooms WHERE room_id = ?1")?
+        .query_row([room_id], |row| row.get(0))
         .optional()?
         .flatten();
     if group.is_some() {
@@ -890,6 +954,40 @@ fn current_group(txn: &Transaction<'_>, room_id: &str) -> Result<Option<i64>> {
         return Ok(None);
     }
     Ok(Some(state::snapshot(txn, room_id, &current)?))
+}
+
+/// For each (user, device, scope, txn id), the event ID earlier sent with it, or `None`.
+fn txn_results_in(
+    conn: &Connection,
+    keys: &[(String, String, String, String)],
+) -> rusqlite::Result<Vec<Option<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT result FROM transaction_ids WHERE user_id = ?1 AND device_id = ?2 AND scope = ?3 AND txn_id = ?4",
+    )?;
+    keys.iter()
+        .map(|(user, device, scope, txn_id)| {
+            stmt.query_row(params![user, device, scope, txn_id], |row| row.get(0))
+                .optional()
+        })
+        .collect()
+}
+
+/// The room's forward extremities and the greatest depth among them.
+fn extremities_in(conn: &Connection, room_id: &str) -> rusqlite::Result<(Vec<String>, i64)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?1",
+    )?;
+    let rows = stmt.query_map([room_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let mut ids = Vec::new();
+    let mut depth = 0;
+    for row in rows {
+        let (id, d) = row?;
+        ids.push(id);
+        depth = depth.max(d);
+    }
+    Ok((ids, depth))
 }
 
 fn current_state_ids(conn: &Connection, room_id: &str) -> rusqlite::Result<StateIds> {
@@ -919,7 +1017,8 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
         None => before,
     };
     if let Some(after) = after {
-        txn.execute(
+        exec(
+            txn,
             "INSERT OR REPLACE INTO event_state (event_id, group_id) VALUES (?1, ?2)",
             params![event.event_id, after],
         )?;
@@ -936,7 +1035,8 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
                     pos,
                 )?;
             }
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
                 params![event.room_id, after],
             )?;
@@ -976,7 +1076,8 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
                 Some(after) if state::load_group(txn, after)? == *resolved => after,
                 _ => state::snapshot(txn, &event.room_id, resolved)?,
             };
-            txn.execute(
+            exec(
+                txn,
                 "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
                 params![event.room_id, group],
             )?;
@@ -1012,27 +1113,31 @@ fn set_current(
 ) -> Result<()> {
     match event_id {
         Some(event_id) => {
-            txn.execute(
+            exec(
+                txn,
                 "INSERT INTO room_state (room_id, event_type, state_key, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_pos = excluded.stream_pos",
                 params![room_id, event_type, state_key, event_id, pos],
             )?;
         }
         None => {
-            txn.execute(
+            exec(
+                txn,
                 "DELETE FROM room_state WHERE room_id = ?1 AND event_type = ?2 AND state_key = ?3",
                 params![room_id, event_type, state_key],
             )?;
         }
     }
-    txn.execute(
+    exec(
+        txn,
         "INSERT INTO state_log (room_id, stream_pos, event_type, state_key, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![room_id, pos, event_type, state_key, event_id],
     )?;
     if event_type == "m.room.member" {
         match (event_id, membership) {
             (Some(event_id), Some(membership)) => {
-                txn.execute(
+                exec(
+                    txn,
                     "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
                      event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
@@ -1040,7 +1145,8 @@ fn set_current(
                 )?;
             }
             _ => {
-                txn.execute(
+                exec(
+                    txn,
                     "DELETE FROM memberships WHERE room_id = ?1 AND user_id = ?2",
                     params![room_id, state_key],
                 )?;

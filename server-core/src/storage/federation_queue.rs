@@ -66,7 +66,8 @@ pub(crate) fn queue_in(
     body: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    txn.execute(
+    super::exec(
+        txn,
         "INSERT INTO federation_outbox (destination, kind, body, queued_ts) VALUES (?1, ?2, ?3, ?4)",
         params![destination, kind.as_str(), body, now],
     )?;

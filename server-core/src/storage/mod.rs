@@ -41,7 +41,8 @@ pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
     events::{
-        EventsStore, Membership, NewCurrent, NewEvent, RemoteMembership, StateBefore, StoredEvent,
+        EventsStore, Membership, NewCurrent, NewEvent, RemoteMembership, RoomHead, StateBefore,
+        StoredEvent,
     },
     federation_queue::{DestinationHealth, FederationQueueStore, OutboxItem, OutboxKind},
     keys::{
@@ -69,7 +70,21 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    tokens: Mutex<TokenCache>,
 }
+
+/// Who holds each access token (by hash), as read lately: the read every authenticated
+/// request would otherwise make. Every write that ends tokens or changes what they stand
+/// for goes through [`Store::write_sessions`], which empties it once committed; the
+/// generation keeps a read that raced such a write from putting back what it ended.
+#[derive(Default)]
+struct TokenCache {
+    generation: u64,
+    owners: std::collections::HashMap<String, TokenInfo>,
+}
+
+/// Tokens cached at most; past it the cache starts again empty.
+const TOKEN_CACHE: usize = 10_000;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
@@ -95,6 +110,7 @@ impl Store {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                tokens: Mutex::default(),
             }),
         })
     }
@@ -136,6 +152,24 @@ impl Store {
         })
         .await
         .map_err(|e| Error::internal(format!("database task: {e}")))?
+    }
+
+    /// Like [`Self::write`], for a write that ends access tokens or changes their owners:
+    /// once it is over, no cached token outlives it.
+    pub(crate) async fn write_sessions<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let result = self.write(f).await;
+        let mut cache = self.token_cache();
+        cache.generation += 1;
+        cache.owners.clear();
+        result
+    }
+
+    fn token_cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Users, devices and tokens.
@@ -204,16 +238,29 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Hot statements are prepared once per connection (`prepare_cached`); the default
+    // cache of 16 is smaller than the set one send or sync uses.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
+}
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// Runs one statement through the connection's statement cache.
+pub(crate) fn exec<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
 }
 
 /// Takes the next stream position inside a write transaction.
 pub(crate) fn next_stream_pos(txn: &Transaction<'_>) -> Result<i64> {
-    Ok(txn.query_row(
-        "UPDATE stream_seq SET pos = pos + 1 WHERE id = 1 RETURNING pos",
-        [],
-        |row| row.get(0),
-    )?)
+    Ok(txn
+        .prepare_cached("UPDATE stream_seq SET pos = pos + 1 WHERE id = 1 RETURNING pos")?
+        .query_row([], |row| row.get(0))?)
 }
 
 /// Milliseconds since the Unix epoch, for timestamps stored in rows.

@@ -44,6 +44,8 @@ pub struct TokenInfo {
     pub device_id: String,
     /// When it expires, for tokens issued with a refresh token.
     pub expires_ts: Option<i64>,
+    /// Whether the owner is a server admin.
+    pub admin: bool,
 }
 
 /// Users, devices and tokens.
@@ -171,7 +173,7 @@ impl UsersStore<'_> {
     pub async fn deactivate(&self, user_id: &str) -> Result<()> {
         let user_id = user_id.to_owned();
         self.store
-            .write(move |txn| {
+            .write_sessions(move |txn| {
                 txn.execute(
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
                     [&user_id],
@@ -220,7 +222,7 @@ impl UsersStore<'_> {
     ) -> Result<()> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.store
-            .write(move |txn| {
+            .write_sessions(move |txn| {
                 // Logging in again with the same device ID replaces that device's tokens
                 // (spec: client-server-api/_index.md, "POST /login", device_id).
                 txn.execute(
@@ -245,17 +247,17 @@ impl UsersStore<'_> {
             .await
     }
 
-    /// Swaps a refresh token for new tokens on the same device. Returns the owner, or
-    /// `None` when the refresh token is unknown (already used, or logged out).
+    /// Swaps a refresh token for new tokens on the same device. Returns the owner and the
+    /// device, or `None` when the refresh token is unknown (already used, or logged out).
     pub async fn rotate_refresh_token(
         &self,
         old_refresh_hash: String,
         token_hash: String,
         expires_ts: i64,
         refresh_hash: String,
-    ) -> Result<Option<TokenInfo>> {
+    ) -> Result<Option<(String, String)>> {
         self.store
-            .write(move |txn| {
+            .write_sessions(move |txn| {
                 let owner: Option<(String, String)> = txn
                     .query_row(
                         "DELETE FROM refresh_tokens WHERE token_hash = ?1 RETURNING user_id, device_id",
@@ -273,32 +275,58 @@ impl UsersStore<'_> {
                     "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES (?1, ?2, ?3)",
                     params![refresh_hash, user_id, device_id],
                 )?;
-                Ok(Some(TokenInfo { user_id, device_id, expires_ts: Some(expires_ts) }))
+                Ok(Some((user_id, device_id)))
             })
             .await
     }
 
     /// Who holds the access token with this hash, or `None` if nobody does.
     pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenInfo>> {
-        let token_hash = token_hash.to_owned();
-        self.store
+        let generation = {
+            let cache = self.store.token_cache();
+            if let Some(info) = cache.owners.get(token_hash) {
+                return Ok(Some(info.clone()));
+            }
+            cache.generation
+        };
+        let hash = token_hash.to_owned();
+        let info = self
+            .store
             .read(move |conn| {
                 Ok(conn
-                    .query_row(
-                        "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = ?1",
-                        [token_hash],
-                        |row| Ok(TokenInfo { user_id: row.get(0)?, device_id: row.get(1)?, expires_ts: row.get(2)? }),
-                    )
+                    .prepare_cached(
+                        "SELECT t.user_id, t.device_id, t.expires_ts, u.admin FROM access_tokens t \
+                         JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1",
+                    )?
+                    .query_row([hash], |row| {
+                        Ok(TokenInfo {
+                            user_id: row.get(0)?,
+                            device_id: row.get(1)?,
+                            expires_ts: row.get(2)?,
+                            admin: row.get(3)?,
+                        })
+                    })
                     .optional()?)
             })
-            .await
+            .await?;
+        if let Some(info) = &info {
+            let mut cache = self.store.token_cache();
+            // A write that ended tokens since the read began: the answer may be stale.
+            if cache.generation == generation {
+                if cache.owners.len() >= super::TOKEN_CACHE {
+                    cache.owners.clear();
+                }
+                cache.owners.insert(token_hash.to_owned(), info.clone());
+            }
+        }
+        Ok(info)
     }
 
     /// Deletes a device with its tokens. Returns false when there was no such device.
     pub async fn delete_device(&self, user_id: &str, device_id: &str) -> Result<bool> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.store
-            .write(move |txn| {
+            .write_sessions(move |txn| {
                 let deleted = txn.execute(
                     "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id, device_id],
@@ -316,7 +344,7 @@ impl UsersStore<'_> {
     pub async fn delete_devices_except(&self, user_id: &str, keep: Option<String>) -> Result<()> {
         let user_id = user_id.to_owned();
         self.store
-            .write(move |txn| {
+            .write_sessions(move |txn| {
                 let deleted = txn.execute(
                     "DELETE FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id != ?2)",
                     params![user_id, keep],

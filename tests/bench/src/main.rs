@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Messages sent with 16 in flight, for throughput.
+/// Messages sent with 16 in flight, for throughput; `KITH_BENCH_SENDS` changes it (a
+/// longer run to profile the server under load).
 const THROUGHPUT_MESSAGES: usize = 2000;
 /// Sends in flight during the throughput phase.
 const IN_FLIGHT: usize = 16;
@@ -235,7 +236,11 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
     .await?;
 
     // Throughput: THROUGHPUT_MESSAGES sends, IN_FLIGHT at a time, into one room.
-    eprintln!("[{name}] throughput: {THROUGHPUT_MESSAGES} sends, {IN_FLIGHT} in flight");
+    let total = std::env::var("KITH_BENCH_SENDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(THROUGHPUT_MESSAGES);
+    eprintln!("[{name}] throughput: {total} sends, {IN_FLIGHT} in flight");
     let cpu_before = cpu_ms(pid)?;
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -244,7 +249,7 @@ async fn run(name: &str, base: &str, pid: u32) -> Result<Value> {
         workers.push(tokio::spawn(async move {
             let mut i = worker;
             let mut sent = 0usize;
-            while i < THROUGHPUT_MESSAGES && started.elapsed() < PHASE_BUDGET {
+            while i < total && started.elapsed() < PHASE_BUDGET {
                 alice
                     .send(&room, &format!("tp{i}"), &format!("message {i}"))
                     .await?;

@@ -1,6 +1,6 @@
 //! Rooms, messages, state, sync and the failure cases, through real HTTP.
 
-use kith_tests::{TestServer, timeline_bodies};
+use kith_tests::{TestServer, timeline_bodies, url_encode};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -105,6 +105,103 @@ async fn duplicate_transaction_id_returns_the_same_event_and_sends_once() {
         })
         .expect("message");
     assert_eq!(event["unsigned"]["transaction_id"], "same");
+}
+
+#[tokio::test]
+async fn many_sends_at_once_to_one_room_are_each_stored_once_and_answered_alone() {
+    // Sends waiting for the room's lock are stored together (service/rooms/batch.rs): each
+    // must still get its own answer, and retries, refusals and notifications stay per send.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    assert_eq!(bob.join(&room).await.0, 200);
+
+    let mut sends = Vec::new();
+    for i in 0..40 {
+        // Every tenth transaction is sent twice at once, as a client retrying would.
+        let copies = if i % 10 == 0 { 2 } else { 1 };
+        for _ in 0..copies {
+            let (alice, room) = (alice.clone(), room.clone());
+            sends.push(tokio::spawn(async move {
+                let (status, body) = alice
+                    .send_text(&room, &format!("t{i}"), &format!("message {i}"))
+                    .await;
+                (i, status, body)
+            }));
+        }
+    }
+    // Carol is not in the room: her sends are refused, and alone.
+    let refused: Vec<_> = (0..3)
+        .map(|i| {
+            let (carol, room) = (carol.clone(), room.clone());
+            tokio::spawn(async move { carol.send_text(&room, &format!("c{i}"), "intruder").await })
+        })
+        .collect();
+
+    let mut ids: std::collections::BTreeMap<usize, String> = Default::default();
+    for send in sends {
+        let (i, status, body) = send.await.expect("send task");
+        assert_eq!(status, 200, "send {i}: {body}");
+        let id = body["event_id"].as_str().expect("event_id").to_owned();
+        if let Some(first) = ids.insert(i, id.clone()) {
+            assert_eq!(first, id, "a retried transaction gets the same event");
+        }
+    }
+    for send in refused {
+        let (status, body) = send.await.expect("send task");
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN"))
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.values().collect();
+    assert_eq!(distinct.len(), 40, "one event per transaction");
+
+    // Bob sees every message once, in one order, and each one counts as unread.
+    let filter = url_encode(r#"{"room":{"timeline":{"limit":100}}}"#);
+    let (status, synced) = bob
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"))
+        .await;
+    assert_eq!(status, 200);
+    let mut bodies = timeline_bodies(&synced, &room);
+    assert_eq!(bodies.len(), 40, "{bodies:?}");
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 40);
+    assert!(!bodies.iter().any(|b| b == "intruder"));
+    assert_eq!(
+        synced["rooms"]["join"][&room]["unread_notifications"]["notification_count"],
+        40
+    );
+    let (_, page) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"
+        ))
+        .await;
+    let paged: Vec<&str> = page["chunk"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["event_id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut synced_ids: Vec<&str> = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["event_id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    synced_ids.reverse();
+    assert_eq!(paged, synced_ids, "/messages and /sync agree on the order");
 }
 
 #[tokio::test]

@@ -4,7 +4,10 @@
 //! room's current state, signed, checked with ruma's auth rules for the room version, and
 //! stored in one transaction. A per-room lock makes build-check-store atomic for each room,
 //! so two concurrent sends never pick the same `prev_events` or race a membership change.
+//! Message events waiting for the lock are stored together, one transaction for all of
+//! them (batch.rs).
 
+mod batch;
 mod create;
 mod directory;
 mod hierarchy;
@@ -54,6 +57,8 @@ pub struct Rooms {
     /// with its keys.
     federation: Federation,
     locks: Arc<Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Message events waiting for their room's lock (batch.rs).
+    queues: Arc<batch::SendQueues>,
 }
 
 impl Rooms {
@@ -74,6 +79,7 @@ impl Rooms {
             account,
             federation,
             locks: Arc::default(),
+            queues: Arc::default(),
         }
     }
 
@@ -92,12 +98,8 @@ impl Rooms {
             .rooms()
             .version(room_id.as_str())
             .await?
-            .ok_or_else(|| Error::not_found("This server does not know that room."))?;
-        let version = RoomVersionId::try_from(version.as_str()).map_err(Error::internal)?;
-        let rules = version
-            .rules()
-            .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
-        Ok((version, rules))
+            .ok_or_else(unknown_room)?;
+        version_rules(&version)
     }
 
     /// Counts rooms known to the server.
@@ -202,4 +204,18 @@ impl Rooms {
             .collect();
         self.pdus(ids).await
     }
+}
+
+/// `M_NOT_FOUND` for a room this server has never had.
+fn unknown_room() -> Error {
+    Error::not_found("This server does not know that room.")
+}
+
+/// A stored room version and its rules.
+fn version_rules(version: &str) -> Result<(RoomVersionId, RoomVersionRules)> {
+    let version = RoomVersionId::try_from(version).map_err(Error::internal)?;
+    let rules = version
+        .rules()
+        .ok_or_else(|| Error::internal(format!("no rules for room version {version}")))?;
+    Ok((version, rules))
 }

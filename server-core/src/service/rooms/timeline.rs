@@ -68,6 +68,44 @@ impl EventDraft {
 /// The client transaction an event was sent with: (device, scope, transaction id).
 pub(crate) type Txn = (String, String, String);
 
+/// The state keys an event's auth rules look at (`auth_types_for_event`).
+pub(super) type AuthTypes = Vec<(ruma::events::StateEventType, String)>;
+
+/// The room as a new local event is built on: its rules, current state (IDs), forward
+/// extremities and their greatest depth, and who is joined.
+pub(super) struct Head {
+    pub(super) rules: RoomVersionRules,
+    pub(super) state_ids: HashMap<(String, String), String>,
+    pub(super) prev_events: Vec<OwnedEventId>,
+    pub(super) depth: i64,
+    /// The joined members' user IDs.
+    pub(super) joined: Vec<String>,
+}
+
+/// The state an event's auth rules may consult: its auth types plus the create event.
+pub(super) fn auth_keys(types: &AuthTypes) -> impl Iterator<Item = (String, String)> + '_ {
+    std::iter::once(("m.room.create".to_owned(), String::new()))
+        .chain(types.iter().map(|(t, k)| (t.to_string(), k.clone())))
+}
+
+/// The auth types of a draft; content the rules cannot read is `M_BAD_JSON`.
+pub(super) fn auth_types(
+    rules: &RoomVersionRules,
+    sender: &UserId,
+    draft: &EventDraft,
+) -> Result<AuthTypes> {
+    let kind = TimelineEventType::from(draft.event_type.as_str());
+    let raw_content = serde_json::value::to_raw_value(&draft.content)?;
+    auth_types_for_event(
+        &kind,
+        sender,
+        draft.state_key.as_deref(),
+        &raw_content,
+        &rules.authorization,
+    )
+    .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))
+}
+
 /// Where a new event goes in the room's graph and who else gets it.
 pub(super) struct Placement {
     pub(super) state_before: StateBefore,
@@ -90,6 +128,10 @@ impl Rooms {
         draft: EventDraft,
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
+        // A batch checks its transaction ids itself, in one read for all.
+        if Self::batchable(&draft) {
+            return self.send_batched(room_id, sender, draft, txn).await;
+        }
         if let Some(id) = self.earlier_txn(sender, txn.as_ref()).await? {
             return Ok(id);
         }
@@ -139,34 +181,67 @@ impl Rooms {
         sender: &UserId,
         draft: EventDraft,
     ) -> Result<(Built, Option<(String, String)>)> {
-        let (_, rules) = self.version(room_id).await?;
-        let kind = TimelineEventType::from(draft.event_type.as_str());
-        let raw_content = serde_json::value::to_raw_value(&draft.content)?;
-        let auth_types = auth_types_for_event(
-            &kind,
-            sender,
-            draft.state_key.as_deref(),
-            &raw_content,
-            &rules.authorization,
-        )
-        .map_err(|e| Error::bad_json(format!("Invalid event content: {e}")))?;
+        let head = self.head(room_id).await?;
+        let auth_types = auth_types(&head.rules, sender, &draft)?;
+        let auth_state = self.state_events(&head, auth_keys(&auth_types)).await?;
+        let built = self.build_checked(room_id, &head, sender, &draft, &auth_types, &auth_state)?;
+        let redaction = match built.pdu.redacted_event() {
+            Some(target) => self.redacted_copy(&target, &head.rules).await?,
+            None => None,
+        };
+        Ok((built, redaction))
+    }
 
-        // The state the auth rules may consult: the auth types plus the create event.
-        let state = self.store.events().current_state(room_id.as_str()).await?;
-        let state_ids: HashMap<(String, String), String> = state
+    /// The room as a new local event sees it: version rules, current state, forward
+    /// extremities and depth.
+    pub(super) async fn head(&self, room_id: &RoomId) -> Result<Head> {
+        Ok(self.head_and_txns(room_id, Vec::new()).await?.0)
+    }
+
+    /// [`Self::head`], and in the same read the event earlier sent with each client
+    /// transaction of `txns` (user, device, scope, txn id), if any.
+    pub(super) async fn head_and_txns(
+        &self,
+        room_id: &RoomId,
+        txns: Vec<(String, String, String, String)>,
+    ) -> Result<(Head, Vec<Option<String>>)> {
+        let stored = self
+            .store
+            .events()
+            .head(room_id.as_str(), txns)
+            .await?
+            .ok_or_else(super::unknown_room)?;
+        let (_, rules) = super::version_rules(&stored.version)?;
+        let prev_events = stored
+            .extremities
             .into_iter()
-            .map(|(t, k, id, _)| ((t, k), id))
+            .map(EventId::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::internal)?;
+        let head = Head {
+            rules,
+            state_ids: stored.state,
+            prev_events,
+            depth: stored.depth,
+            joined: stored.joined,
+        };
+        Ok((head, stored.earlier))
+    }
+
+    /// The current state events at these (type, state_key) keys, in one read; keys with
+    /// nothing set are left out.
+    pub(super) async fn state_events(
+        &self,
+        head: &Head,
+        keys: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<HashMap<(String, String), Pdu>> {
+        let mut ids: Vec<String> = keys
+            .into_iter()
+            .filter_map(|key| head.state_ids.get(&key).cloned())
             .collect();
-        let mut wanted: Vec<(String, String)> = auth_types
-            .iter()
-            .map(|(t, k)| (t.to_string(), k.clone()))
-            .collect();
-        wanted.push(("m.room.create".to_owned(), String::new()));
-        let ids: Vec<String> = wanted
-            .iter()
-            .filter_map(|key| state_ids.get(key).cloned())
-            .collect();
-        let state_pdus: HashMap<(String, String), Pdu> = self
+        ids.sort();
+        ids.dedup();
+        Ok(self
             .pdus(ids)
             .await?
             .into_iter()
@@ -179,51 +254,55 @@ impl Rooms {
                     pdu,
                 )
             })
-            .collect();
+            .collect())
+    }
+
+    /// Builds an event on `head` and checks it with the room version's auth rules against
+    /// `auth_state` (at least the state at [`auth_keys`]). A refusal is `M_FORBIDDEN` with
+    /// the reason.
+    pub(super) fn build_checked(
+        &self,
+        room_id: &RoomId,
+        head: &Head,
+        sender: &UserId,
+        draft: &EventDraft,
+        auth_types: &AuthTypes,
+        auth_state: &HashMap<(String, String), Pdu>,
+    ) -> Result<Built> {
         let auth_events: Vec<OwnedEventId> = auth_types
             .iter()
             .filter_map(|(t, k)| {
-                state_pdus
+                auth_state
                     .get(&(t.to_string(), k.clone()))
                     .map(|p| p.event_id.clone())
             })
             .collect();
-        let (prev_events, depth) = self.store.events().extremities(room_id.as_str()).await?;
-        let prev_events = prev_events
-            .into_iter()
-            .map(EventId::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::internal)?;
-
         let built = self.build(
             Some(room_id),
-            &rules,
+            &head.rules,
             sender,
-            &draft,
-            &prev_events,
+            draft,
+            &head.prev_events,
             &auth_events,
-            depth + 1,
+            head.depth + 1,
         )?;
         let by_id: HashMap<&EventId, &Pdu> =
-            state_pdus.values().map(|p| (&*p.event_id, p)).collect();
-        check_state_independent_auth_rules(&rules.authorization, &built.pdu, |id: &EventId| {
-            by_id.get(id).copied()
-        })
+            auth_state.values().map(|p| (&*p.event_id, p)).collect();
+        check_state_independent_auth_rules(
+            &head.rules.authorization,
+            &built.pdu,
+            |id: &EventId| by_id.get(id).copied(),
+        )
         .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}.")))?;
         check_state_dependent_auth_rules(
-            &rules.authorization,
+            &head.rules.authorization,
             &built.pdu,
             |t: &ruma::events::StateEventType, k: &str| {
-                state_pdus.get(&(t.to_string(), k.to_owned()))
+                auth_state.get(&(t.to_string(), k.to_owned()))
             },
         )
-        .map_err(|reason| Error::forbidden(forbidden_message(&draft, &reason)))?;
-
-        let redaction = match built.pdu.redacted_event() {
-            Some(target) => self.redacted_copy(&target, &rules).await?,
-            None => None,
-        };
-        Ok((built, redaction))
+        .map_err(|reason| Error::forbidden(forbidden_message(draft, &reason)))?;
+        Ok(built)
     }
 
     /// Builds and signs a PDU. `room_id` is `None` only for a v12 create event.
