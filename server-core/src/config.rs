@@ -72,6 +72,10 @@ pub struct FederationConfig {
     /// Let federation reach loopback, private and link-local addresses. Only for tests and
     /// private federations: otherwise a remote server name could point the server at your LAN.
     pub allow_private_addresses: bool,
+    /// Send local users' presence (online, away, last active) to the other servers in
+    /// their rooms. Off by default: it tells others when you are at your computer.
+    /// Presence from other servers is always taken in.
+    pub send_presence: bool,
 }
 
 impl Default for FederationConfig {
@@ -79,6 +83,7 @@ impl Default for FederationConfig {
         Self {
             verify_certificates: true,
             allow_private_addresses: false,
+            send_presence: false,
         }
     }
 }
@@ -425,7 +430,10 @@ impl Config {
              verify_certificates = {verify_certificates}\n\
              # Let federation reach loopback and private addresses. Only for tests and private\n\
              # federations: otherwise a remote server name could point Kith at your home network.\n\
-             allow_private_addresses = {allow_private_addresses}\n",
+             allow_private_addresses = {allow_private_addresses}\n\
+             # Send your users' presence (online, away, last active) to the other servers in\n\
+             # their rooms. Off by default: it tells others when you are at your computer.\n\
+             send_presence = {send_presence}\n",
             server_name = toml_string(&self.server_name),
             client = toml_string(&self.listen.client),
             federation = toml_string(&self.listen.federation),
@@ -442,6 +450,7 @@ impl Config {
             url_preview_allow_private = self.media.url_preview_allow_private,
             verify_certificates = self.federation.verify_certificates,
             allow_private_addresses = self.federation.allow_private_addresses,
+            send_presence = self.federation.send_presence,
         )
     }
 }

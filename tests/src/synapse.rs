@@ -43,8 +43,17 @@ fn python() -> PathBuf {
 
 impl Synapse {
     /// Generates a config in a temp dir and starts Synapse; returns once its client API
-    /// answers.
+    /// answers. Presence is off, as most tests do not need its traffic.
     pub async fn start() -> Synapse {
+        Self::start_configured(false).await
+    }
+
+    /// [`Self::start`], with presence on (Synapse's own default).
+    pub async fn start_with_presence() -> Synapse {
+        Self::start_configured(true).await
+    }
+
+    async fn start_configured(presence: bool) -> Synapse {
         let python = python();
         let dir = tempfile::tempdir().expect("temp dir");
         let federation_port = free_port();
@@ -107,7 +116,7 @@ room_list_publication_rules: [{{action: allow}}]
 trusted_key_servers: []
 suppress_key_server_warning: true
 report_stats: false
-presence: {{enabled: false}}
+presence: {{enabled: {presence}}}
 bcrypt_rounds: 4
 rc_message: {{per_second: 1000, burst_count: 1000}}
 rc_registration: {{per_second: 1000, burst_count: 1000}}

@@ -388,10 +388,10 @@ struct Transaction {
 /// side by side (spec: "Transactions"). A PDU that fails gets an `error` in the answer;
 /// PDUs of rooms this server does not know are dropped.
 ///
-/// EDUs handled: `m.direct_to_device`, `m.typing`, `m.receipt`, `m.device_list_update`
-/// and `m.signing_key_update`. Each is about a user of the sending server; typing and
-/// receipts count only for users joined to the room. Presence is dropped: Kith has no
-/// presence yet.
+/// EDUs handled: `m.direct_to_device`, `m.typing`, `m.receipt`, `m.device_list_update`,
+/// `m.signing_key_update` and `m.presence`. Each is about a user of the sending server;
+/// typing and receipts count only for users joined to the room, presence only for users
+/// who share a room with a local user.
 async fn send_transaction(
     State(services): State<Services>,
     PathParams(txn_id): PathParams<String>,
@@ -426,6 +426,7 @@ async fn send_transaction(
             Some("m.device_list_update" | "m.signing_key_update") => {
                 receive_device_list_update(&services, origin, &edu["content"]).await?;
             }
+            Some("m.presence") => services.presence.receive(origin, &edu["content"]).await?,
             other => tracing::debug!(%origin, edu_type = ?other, "EDU dropped: not handled yet"),
         }
     }

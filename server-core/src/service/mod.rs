@@ -14,6 +14,7 @@ pub mod federation;
 mod locks;
 pub mod media;
 pub mod notifier;
+pub mod presence;
 pub mod rate_limit;
 pub mod rooms;
 pub mod sync;
@@ -58,6 +59,8 @@ pub struct Services {
     pub e2ee: e2ee::E2ee,
     /// The `/sync` engine.
     pub sync: sync::Sync,
+    /// Who is online: local users' presence, and other servers' users'.
+    pub presence: presence::Presence,
     /// The media repository: uploads, downloads, thumbnails, URL previews.
     pub media: media::Media,
     /// Talking to other servers: discovery, signed requests, server keys.
@@ -105,6 +108,13 @@ impl Services {
             account.clone(),
             federation.clone(),
         );
+        let presence = presence::Presence::new(
+            config.clone(),
+            identity.clone(),
+            store.clone(),
+            notifier.clone(),
+            federation.clone(),
+        );
         let sync = sync::Sync::new(
             store.clone(),
             notifier.clone(),
@@ -112,6 +122,7 @@ impl Services {
             rooms.clone(),
             account.clone(),
             e2ee.clone(),
+            presence.clone(),
         );
         let media = media::Media::new(
             config.clone(),
@@ -131,6 +142,7 @@ impl Services {
             account,
             e2ee,
             sync,
+            presence,
             media,
             federation,
         })

@@ -24,6 +24,7 @@ use super::{
     account::Account,
     e2ee::{DeviceListUpdates, E2ee},
     notifier::Notifier,
+    presence::Presence,
     rooms::Rooms,
     typing::Typing,
 };
@@ -42,6 +43,10 @@ pub struct SyncFilter {
     pub timeline: super::rooms::EventFilter,
     /// Send only the member events that the timeline's senders need.
     pub lazy_load_members: bool,
+    /// Which `m.presence` events to send (types and senders).
+    pub presence: super::rooms::EventFilter,
+    /// The most presence events per sync.
+    pub presence_limit: usize,
 }
 
 impl Default for SyncFilter {
@@ -50,6 +55,8 @@ impl Default for SyncFilter {
             timeline_limit: 10,
             timeline: Default::default(),
             lazy_load_members: false,
+            presence: Default::default(),
+            presence_limit: usize::MAX,
         }
     }
 }
@@ -110,6 +117,7 @@ pub struct Sync {
     rooms: Rooms,
     account: Account,
     e2ee: E2ee,
+    presence: Presence,
 }
 
 /// Everything one sync request asks for.
@@ -134,6 +142,7 @@ impl Sync {
         rooms: Rooms,
         account: Account,
         e2ee: E2ee,
+        presence: Presence,
     ) -> Self {
         Self {
             store,
@@ -142,6 +151,7 @@ impl Sync {
             rooms,
             account,
             e2ee,
+            presence,
         }
     }
 
@@ -267,6 +277,20 @@ impl Sync {
             }
             None => DeviceListUpdates::default(),
         };
+        // spec: modules/presence.md: the presence of everyone the user shares a room with.
+        let mut presence: Vec<Value> = self
+            .presence
+            .changes_for(user_id, since_pos, now.pos)
+            .await?
+            .into_iter()
+            .filter(|event| {
+                let sender = event["sender"].as_str().unwrap_or_default();
+                request.filter.presence.allows("m.presence", sender)
+            })
+            .collect();
+        // The newest changes when there are more than the filter's limit.
+        let skip = presence.len().saturating_sub(request.filter.presence_limit);
+        presence.drain(..skip);
         let one_time_key_counts = self.e2ee.one_time_key_counts(user_id, device_id).await?;
         let unused_fallback = self
             .e2ee
@@ -277,6 +301,7 @@ impl Sync {
             || !leave.is_empty()
             || !knock.is_empty()
             || !global_account_data.is_empty()
+            || !presence.is_empty()
             || !to_device.is_empty()
             || !device_lists.is_empty();
         let next = SyncToken {
@@ -287,7 +312,7 @@ impl Sync {
             "next_batch": next.render(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": global_account_data },
-            "presence": { "events": [] },
+            "presence": { "events": presence },
             "to_device": { "events": to_device },
             "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
             "device_one_time_keys_count": one_time_key_counts,

@@ -21,6 +21,7 @@ mod federation_queue;
 mod keys;
 mod media;
 mod migrations;
+mod presence;
 mod rooms;
 mod server_keys;
 mod state;
@@ -50,6 +51,7 @@ pub use self::{
         OneTimeKey,
     },
     media::{MediaRecord, MediaStore, Recorded, StoredThumbnail, UploadedFile},
+    presence::{PresenceRow, PresenceStore},
     rooms::{PublicRoom, RoomsStore},
     server_keys::{KeyResponse, ServerKey, ServerKeysStore},
     state::{StateIds, StateStore},
@@ -68,7 +70,10 @@ pub struct Store {
 
 struct Inner {
     writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
+    /// Reader connections, each opened the first time it is needed: a quiet server uses
+    /// one, and each costs memory (its own schema and page cache).
+    readers: Vec<Mutex<Option<Connection>>>,
+    path: std::path::PathBuf,
     next_reader: AtomicUsize,
     tokens: Mutex<TokenCache>,
 }
@@ -95,20 +100,12 @@ impl Store {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrations::run(&mut writer)?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                configure(&conn)?;
-                Ok(Mutex::new(conn))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let readers = (0..READERS).map(|_| Mutex::new(None)).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers,
+                path: path.to_owned(),
                 next_reader: AtomicUsize::new(0),
                 tokens: Mutex::default(),
             }),
@@ -123,11 +120,31 @@ impl Store {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-            let conn = inner.readers[index]
-                .lock()
-                .map_err(|_| Error::internal("reader lock poisoned"))?;
-            f(&conn)
+            // The first reader nobody holds; when all are busy, wait for one in turn.
+            let mut reader = inner.readers.iter().find_map(|r| r.try_lock().ok());
+            if reader.is_none() {
+                let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+                reader = Some(
+                    inner.readers[index]
+                        .lock()
+                        .map_err(|_| Error::internal("reader lock poisoned"))?,
+                );
+            }
+            let Some(mut reader) = reader else {
+                return Err(Error::internal("no reader connection"));
+            };
+            if reader.is_none() {
+                let conn = Connection::open_with_flags(
+                    &inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn)?;
+                *reader = Some(conn);
+            }
+            match reader.as_ref() {
+                Some(conn) => f(conn),
+                None => Err(Error::internal("no reader connection")),
+            }
         })
         .await
         .map_err(|e| Error::internal(format!("database task: {e}")))?
@@ -204,6 +221,11 @@ impl Store {
     /// The federation outbox and destination health.
     pub fn federation_queue(&self) -> FederationQueueStore<'_> {
         FederationQueueStore { store: self }
+    }
+
+    /// Users' presence.
+    pub fn presence(&self) -> PresenceStore<'_> {
+        PresenceStore { store: self }
     }
 
     /// Room states by event (state groups).

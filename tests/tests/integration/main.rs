@@ -12,6 +12,7 @@ mod federation;
 mod federation_rooms;
 mod matrix_sdk_client;
 mod media;
+mod presence;
 mod push_rules;
 mod rooms;
 mod server;

@@ -1407,3 +1407,79 @@ async fn a_space_on_synapse_shows_its_rooms_to_a_kith_user() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["rooms"].as_array().map(Vec::len), Some(1), "{page}");
 }
+
+#[tokio::test]
+async fn presence_crosses_both_ways_when_kith_is_set_to_send_it() {
+    let kith = TestServer::builder()
+        .federation()
+        .config(|c| c.federation.send_presence = true)
+        .start()
+        .await;
+    let synapse = Synapse::start_with_presence().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Porch", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = sam
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(kith.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}\n{}", synapse.log_tail());
+    let log = || synapse.log_tail();
+    let status_path =
+        |user: &str| format!("/_matrix/client/v3/presence/{}/status", url_encode(user));
+
+    // Synapse to Kith: Sam's status shows in Alice's sync and when she asks.
+    let (code, body) = sam
+        .put(
+            &status_path(&sam.user_id),
+            json!({ "presence": "online", "status_msg": "Making cupcakes" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_for_sync(
+        &alice,
+        "Sam's presence",
+        |s| {
+            s["presence"]["events"].as_array().is_some_and(|events| {
+                events.iter().any(|e| {
+                    e["sender"] == sam.user_id && e["content"]["status_msg"] == "Making cupcakes"
+                })
+            })
+        },
+        log,
+    )
+    .await;
+    let (code, seen) = alice.get(&status_path(&sam.user_id)).await;
+    assert_eq!(code, 200, "{seen}");
+    assert_eq!(seen["presence"], "online");
+
+    // Kith to Synapse, as the config allows: Sam sees Alice's new status.
+    let (code, _) = alice
+        .put(
+            &status_path(&alice.user_id),
+            json!({ "presence": "unavailable", "status_msg": "Out for lunch" }),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, seen) = sam.get(&status_path(&alice.user_id)).await;
+        if code == 200 && seen["status_msg"] == "Out for lunch" {
+            assert_eq!(seen["presence"], "unavailable");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sam never saw Alice's status: {code} {seen}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

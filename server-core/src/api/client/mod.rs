@@ -164,6 +164,10 @@ pub(super) fn routes() -> Router<Services> {
             put(user_data::create_typing_event),
         )
         .route(
+            &r("/v3/presence/{user_id}/status"),
+            get(user_data::get_presence).put(user_data::set_presence),
+        )
+        .route(
             &r("/v3/rooms/{room_id}/receipt/{receipt_type}/{event_id}"),
             post(user_data::create_receipt),
         )

@@ -39,6 +39,12 @@ pub(crate) async fn send_message_event(
             txn,
         )
         .await?;
+    // Sending counts as activity (spec: modules/presence.md, "Last active ago"), noted
+    // once the event is stored; at most one write a minute, and a failure costs only the
+    // presence update.
+    if let Err(e) = services.presence.active(&session.user_id).await {
+        tracing::warn!(error = %e, "presence activity not recorded");
+    }
     Ok(Json(json!({ "event_id": event_id })))
 }
 

@@ -15,6 +15,7 @@ use crate::{
     error::{Error, Result},
     service::{
         Services,
+        presence::PresenceState,
         sync::{SyncFilter, SyncRequest},
     },
 };
@@ -26,6 +27,7 @@ pub(crate) struct SyncQuery {
     #[serde(default)]
     full_state: bool,
     filter: Option<String>,
+    set_presence: Option<String>,
 }
 
 fn sync_filter(value: &Value) -> SyncFilter {
@@ -34,6 +36,7 @@ fn sync_filter(value: &Value) -> SyncFilter {
         .cloned()
         .unwrap_or(Value::Null);
     let state = value.pointer("/room/state").cloned().unwrap_or(Value::Null);
+    let presence = value.get("presence").cloned().unwrap_or(Value::Null);
     SyncFilter {
         timeline_limit: timeline
             .get("limit")
@@ -44,6 +47,11 @@ fn sync_filter(value: &Value) -> SyncFilter {
             .get("lazy_load_members")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        presence: parse_event_filter(&presence),
+        presence_limit: presence
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
     }
 }
 
@@ -63,6 +71,17 @@ pub(crate) async fn sync_events(
         ),
         Some(id) => sync_filter(&services.account.filter(&session.user_id, id).await?),
     };
+    // spec: "GET /sync", set_presence: online by default; offline leaves presence alone.
+    let presence = match query.set_presence.as_deref() {
+        None => PresenceState::Online,
+        Some(value) => PresenceState::parse(value).ok_or_else(|| {
+            Error::invalid_param("set_presence must be online, unavailable or offline.")
+        })?,
+    };
+    services
+        .presence
+        .syncing(&session.user_id, presence)
+        .await?;
     let request = SyncRequest {
         since: query.since,
         timeout: Duration::from_millis(query.timeout.unwrap_or(0)),

@@ -12,7 +12,7 @@ use crate::{
         parse_room_id, parse_user_id,
     },
     error::{Error, Result},
-    service::{Services, account::PushRuleBody},
+    service::{Services, account::PushRuleBody, presence::PresenceState},
 };
 
 fn ensure_self(user_id: &str, session: &crate::service::users::Session) -> Result<()> {
@@ -60,6 +60,43 @@ pub(crate) async fn create_typing_event(
         )
         .await?;
     Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PresenceBody {
+    presence: String,
+    status_msg: Option<String>,
+}
+
+/// `PUT /_matrix/client/v3/presence/{userId}/status` (spec: modules/presence.md): sets
+/// the sender's own presence and status message.
+pub(crate) async fn set_presence(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(user_id): PathParams<String>,
+    JsonBody(body): JsonBody<PresenceBody>,
+) -> Result<Json<Value>> {
+    ensure_self(&user_id, &session)?;
+    let state = PresenceState::parse(&body.presence)
+        .ok_or_else(|| Error::invalid_param("presence must be online, unavailable or offline."))?;
+    services
+        .presence
+        .set(&session.user_id, state, body.status_msg)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /_matrix/client/v3/presence/{userId}/status`: a user's presence, for themselves
+/// and for those who share a room with them.
+pub(crate) async fn get_presence(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    PathParams(user_id): PathParams<String>,
+) -> Result<Json<Value>> {
+    let user_id = parse_user_id(&user_id)?;
+    Ok(Json(
+        services.presence.get(&session.user_id, &user_id).await?,
+    ))
 }
 
 #[derive(Deserialize, Default)]

@@ -42,9 +42,14 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether an event passes the filter.
     pub fn matches(&self, pdu: &Pdu) -> bool {
-        let kind = pdu.kind.to_string();
+        self.allows(&pdu.kind.to_string(), pdu.sender.as_str())
+    }
+
+    /// Whether an event of this type from this sender passes the filter (a type pattern
+    /// may end in `*`).
+    pub fn allows(&self, kind: &str, sender: &str) -> bool {
         let type_ok = |pattern: &String| {
-            pattern == &kind
+            pattern == kind
                 || pattern
                     .strip_suffix('*')
                     .is_some_and(|p| kind.starts_with(p))
@@ -56,8 +61,8 @@ impl EventFilter {
             && self
                 .senders
                 .as_ref()
-                .is_none_or(|s| s.iter().any(|x| x == pdu.sender.as_str()))
-            && !self.not_senders.iter().any(|x| x == pdu.sender.as_str())
+                .is_none_or(|s| s.iter().any(|x| x == sender))
+            && !self.not_senders.iter().any(|x| x == sender)
     }
 }
 
