@@ -259,12 +259,24 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// What is logged unless `RUST_LOG` says otherwise.
+const DEFAULT_LOG: &str = "info,ruma_state_res=warn";
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ruma_state_res=warn".into()),
-        )
+    use tracing_subscriber::{Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+    // `RUST_LOG` as `level,target=level,...`: target filters only, which need no regex
+    // engine (the span and field filters of `EnvFilter` would keep one in memory).
+    let from_env = std::env::var("RUST_LOG").ok().map(|v| v.parse::<Targets>());
+    let filter = match from_env {
+        Some(Ok(filter)) => filter,
+        Some(Err(e)) => {
+            eprintln!("warning: RUST_LOG is not understood ({e}); using {DEFAULT_LOG}");
+            DEFAULT_LOG.parse().unwrap_or_default()
+        }
+        None => DEFAULT_LOG.parse().unwrap_or_default(),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
