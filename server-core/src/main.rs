@@ -263,7 +263,9 @@ async fn run(cli: Cli) -> Result<(), String> {
 const DEFAULT_LOG: &str = "info,ruma_state_res=warn";
 
 fn main() -> ExitCode {
-    use tracing_subscriber::{Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{
+        Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
+    };
     // `RUST_LOG` as `level,target=level,...`: target filters only, which need no regex
     // engine (the span and field filters of `EnvFilter` would keep one in memory).
     let from_env = std::env::var("RUST_LOG").ok().map(|v| v.parse::<Targets>());

@@ -44,14 +44,18 @@ pub(super) struct PendingSend {
 pub(super) type SendQueues = std::sync::Mutex<HashMap<OwnedRoomId, Vec<PendingSend>>>;
 
 impl Rooms {
-    /// Whether a draft may share a transaction with others: it changes no state, and a
-    /// redaction rewrites another event.
+    /// Whether a draft may share a transaction with others: it changes no state and
+    /// rewrites no other event (a redaction does).
     pub(super) fn batchable(draft: &EventDraft) -> bool {
         draft.state_key.is_none() && draft.event_type != "m.room.redaction"
     }
 
     /// Sends a message event through the room's queue. Returns once it is stored, or with
     /// its own error.
+    ///
+    /// The work runs in a task of its own: once queued, a send is stored and answered
+    /// even if the request is dropped (the client went away), so no queued send is left
+    /// behind for a later one to store, and a batch is never cut short.
     pub(super) async fn send_batched(
         &self,
         room_id: &RoomId,
@@ -59,14 +63,28 @@ impl Rooms {
         draft: EventDraft,
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
+        let rooms = self.clone();
+        let (room_id, sender) = (room_id.to_owned(), sender.to_owned());
+        tokio::spawn(async move { rooms.queue_and_send(room_id, sender, draft, txn).await })
+            .await
+            .map_err(|e| Error::internal(format!("send task: {e}")))?
+    }
+
+    async fn queue_and_send(
+        &self,
+        room_id: OwnedRoomId,
+        sender: OwnedUserId,
+        draft: EventDraft,
+        txn: Option<Txn>,
+    ) -> Result<OwnedEventId> {
         let (reply, mut answer) = oneshot::channel();
         self.queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(room_id.to_owned())
+            .entry(room_id.clone())
             .or_default()
             .push(PendingSend {
-                sender: sender.to_owned(),
+                sender,
                 draft,
                 txn,
                 reply,
@@ -74,18 +92,12 @@ impl Rooms {
         tokio::select! {
             biased;
             done = &mut answer => return done.map_err(|_| dropped())?,
-            guard = self.lock(room_id) => {
-                let batch = self.take_batch(room_id);
+            _guard = self.lock(&room_id) => {
+                // Whoever holds the lock stores the whole queue, ours included unless an
+                // earlier holder took it.
+                let batch = self.take_batch(&room_id);
                 if !batch.is_empty() {
-                    // Its own task: the batch finishes and every sender is answered even if
-                    // this request is dropped (the client went away).
-                    let rooms = self.clone();
-                    let room_id = room_id.to_owned();
-                    let work = tokio::spawn(async move {
-                        rooms.store_batch(&room_id, batch).await;
-                        drop(guard);
-                    });
-                    work.await.map_err(|e| Error::internal(format!("send batch: {e}")))?;
+                    self.store_batch(&room_id, batch).await;
                 }
             }
         }
