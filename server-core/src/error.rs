@@ -61,6 +61,12 @@ pub enum ErrorKind {
         /// The room's version.
         room_version: String,
     },
+    /// `M_UNABLE_TO_AUTHORISE_JOIN` (400): a restricted room's conditions name only rooms
+    /// this server knows nothing of (spec: server-server-api.md, "Restricted rooms").
+    UnableToAuthoriseJoin,
+    /// `M_UNABLE_TO_GRANT_JOIN` (400): the user meets a restricted room's conditions, but no
+    /// user of this server may invite them; another server should be asked.
+    UnableToGrantJoin,
     /// `M_INVALID_ROOM_STATE`: the initial state of a new room is invalid.
     InvalidRoomState,
     /// `M_UNAUTHORIZED`: the request was not correctly authorised (e.g. a bad UIA flow).
@@ -114,6 +120,8 @@ impl ErrorKind {
             Self::UserDeactivated => "M_USER_DEACTIVATED",
             Self::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             Self::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            Self::UnableToAuthoriseJoin => "M_UNABLE_TO_AUTHORISE_JOIN",
+            Self::UnableToGrantJoin => "M_UNABLE_TO_GRANT_JOIN",
             Self::IncompatibleRoomVersion { .. } => "M_INCOMPATIBLE_ROOM_VERSION",
             Self::Unauthorized => "M_UNAUTHORIZED",
             Self::Exclusive => "M_EXCLUSIVE",

@@ -102,7 +102,8 @@ echo
 "$BENCH" table "$WORK/kith.json" "$WORK/synapse.json"
 
 # Federation (issue 4): joining a big room hosted on Synapse, from Kith and from a second
-# Synapse, and one busy room's throughput both ways. A release build of the test harness;
+# Synapse, and one busy room's throughput both ways. An optimised build of the test harness
+# (profile bench-harness: release without LTO);
 # KITH_BENCH_MEMBERS, KITH_BENCH_STATE and KITH_BENCH_MESSAGES size the run (1,000 members,
 # 10,000 state events and 500 messages unless set; on two cores Synapse took 7 minutes to
 # reach 1,000 members and 3,400 state events, so a full-size run is long).
@@ -110,6 +111,6 @@ echo
 echo "== federation (tests/tests/integration/bench_federation.rs)"
 (cd "$ROOT" && KITH_BENCH_MEMBERS="${KITH_BENCH_MEMBERS:-1000}" KITH_BENCH_STATE="${KITH_BENCH_STATE:-10000}" \
     KITH_BENCH_MESSAGES="${KITH_BENCH_MESSAGES:-500}" CARGO_TARGET_DIR="$TARGET" \
-    cargo test --release -p kith-tests --test integration -- --exact \
+    cargo test --profile bench-harness -p kith-tests --test integration -- --exact \
     bench_federation::a_room_with_members_and_state_is_joined_from_kith_and_synapse_and_carries_messages \
     --nocapture 2>&1 | grep -A8 'room built\|federation benchmark')

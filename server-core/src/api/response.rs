@@ -39,6 +39,8 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
         | ErrorKind::UnsupportedRoomVersion
         | ErrorKind::InvalidRoomState
         | ErrorKind::IncompatibleRoomVersion { .. }
+        | ErrorKind::UnableToAuthoriseJoin
+        | ErrorKind::UnableToGrantJoin
         | ErrorKind::Exclusive
         | ErrorKind::InvalidSignature
         | ErrorKind::WeakPassword => StatusCode::BAD_REQUEST,

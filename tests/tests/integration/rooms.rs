@@ -744,3 +744,73 @@ async fn knocking_asks_to_join_and_an_invite_lets_the_knocker_in() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let family = alice
+        .create_room(json!({ "name": "Family", "preset": "private_chat", "invite": [bob.user_id] }))
+        .await;
+    assert_eq!(bob.join(&family).await.0, 200);
+    let kids = alice
+        .create_room(json!({
+            "name": "Kids",
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "restricted",
+                    "allow": [{ "type": "m.room_membership", "room_id": family }],
+                },
+            }],
+        }))
+        .await;
+
+    // Bob is in Family, so he may join without an invite, on Alice's authority.
+    let (status, body) = bob.join(&kids).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, member) = bob
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{kids}/state/m.room.member/{}",
+            url_encode(&bob.user_id)
+        ))
+        .await;
+    assert_eq!(member["membership"], "join");
+    assert_eq!(
+        member["join_authorised_via_users_server"],
+        alice.user_id.as_str()
+    );
+
+    // Carol is in no room the rule names.
+    let (status, body) = carol.join(&kids).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+
+    // A rule naming only rooms this server is not in cannot be checked here.
+    let elsewhere = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "restricted",
+                    "allow": [{ "type": "m.room_membership", "room_id": "!nowhere:other.example" }],
+                },
+            }],
+        }))
+        .await;
+    let (status, body) = carol.join(&elsewhere).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_UNABLE_TO_AUTHORISE_JOIN")),
+        "{body}"
+    );
+}

@@ -1483,3 +1483,109 @@ async fn presence_crosses_both_ways_when_kith_is_set_to_send_it() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `initial_state` for a room that members of `allowed` may join without an invite.
+fn restricted_to(allowed: &str) -> Value {
+    json!([{
+        "type": "m.room.join_rules",
+        "state_key": "",
+        "content": {
+            "join_rule": "restricted",
+            "allow": [{ "type": "m.room_membership", "room_id": allowed }],
+        },
+    }])
+}
+
+#[tokio::test]
+async fn restricted_rooms_admit_members_of_the_named_room_across_servers() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = kith.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let stranger = synapse.register("stranger").await;
+    let log = || synapse.log_tail();
+    let via_kith = format!("?via={}", url_encode(kith.server_name()));
+    let via_synapse = format!("?via={}", url_encode(&synapse.server_name));
+
+    // Kith holds the rooms: Sam is in Family, so Kids lets him in through Kith.
+    let family = alice
+        .create_room(json!({ "name": "Family", "preset": "private_chat", "invite": [sam.user_id] }))
+        .await;
+    let (status, body) = sam
+        .post(
+            &format!("/_matrix/client/v3/join/{family}{via_kith}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    let kids = alice
+        .create_room(json!({ "name": "Kids", "initial_state": restricted_to(&family) }))
+        .await;
+    let (status, body) = sam
+        .post(
+            &format!("/_matrix/client/v3/join/{kids}{via_kith}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "Sam's join: {body}\n{}", log());
+    let (status, member) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{kids}/state/m.room.member/{}",
+            url_encode(&sam.user_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join");
+    assert_eq!(
+        member["join_authorised_via_users_server"],
+        alice.user_id.as_str()
+    );
+    let (status, body) = stranger
+        .post(
+            &format!("/_matrix/client/v3/join/{kids}{via_kith}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "a stranger's join: {body}");
+
+    // Synapse holds the rooms: Alice is in Club, so Den lets her in through Synapse.
+    let club = sam
+        .create_room(json!({ "name": "Club", "preset": "private_chat", "invite": [alice.user_id] }))
+        .await;
+    wait_for_sync(
+        &alice,
+        "the invite to Club",
+        |s| s["rooms"]["invite"].get(&club).is_some(),
+        log,
+    )
+    .await;
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/join/{club}{via_synapse}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", log());
+    let den = sam
+        .create_room(json!({ "name": "Den", "initial_state": restricted_to(&club) }))
+        .await;
+    let (status, body) = alice
+        .post(
+            &format!("/_matrix/client/v3/join/{den}{via_synapse}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "Alice's join: {body}\n{}", log());
+    let (status, member) = sam
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{den}/state/m.room.member/{}",
+            url_encode(&alice.user_id)
+        ))
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["membership"], "join");
+    assert_eq!(
+        member["join_authorised_via_users_server"],
+        sam.user_id.as_str()
+    );
+}

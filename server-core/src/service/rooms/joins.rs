@@ -105,7 +105,13 @@ impl Rooms {
             .into_iter()
             .map(|(t, k, id, _)| ((t, k), id))
             .collect();
-        let content = json!({ "membership": membership });
+        let mut content = json!({ "membership": membership });
+        // A restricted room: the join is made on the authority of one of our users.
+        if membership == "join"
+            && let Some(authoriser) = self.join_authoriser(room_id, user_id).await?
+        {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
         let raw_content = serde_json::value::to_raw_value(&content)?;
         let auth_types = ruma::state_res::auth_types_for_event(
             &ruma::events::TimelineEventType::RoomMember,
@@ -163,6 +169,7 @@ impl Rooms {
         event_id: &EventId,
         pdu: Value,
     ) -> Result<Value> {
+        let pdu = self.countersign_join(room_id, pdu).await?;
         let (rules, prev) = self
             .accept_membership(origin, room_id, event_id, pdu, "join")
             .await?;

@@ -107,15 +107,29 @@ impl Rooms {
                 ));
             }
         }
-        self.set_membership(room_id, user_id, user_id, "join", reason)
+        self.version(room_id)
             .await
-            .map_err(|e| match e {
-                Error::Matrix {
-                    kind: ErrorKind::Forbidden,
-                    ..
-                } => Error::forbidden("You are not invited to this room, and it is not public."),
-                other => other,
-            })?;
+            .map_err(|_| Error::not_found("This server does not know that room."))?;
+        let mut content = self.member_content(user_id, "join", reason).await?;
+        // A restricted room lets members of the rooms it names in, on the authority of a
+        // local user who may invite (restricted.rs).
+        if let Some(authoriser) = self.join_authoriser(room_id, user_id).await? {
+            content["join_authorised_via_users_server"] = serde_json::json!(authoriser);
+        }
+        self.send(
+            room_id,
+            user_id,
+            EventDraft::state("m.room.member", user_id.as_str(), content),
+            None,
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Matrix {
+                kind: ErrorKind::Forbidden,
+                ..
+            } => Error::forbidden("You are not invited to this room, and it is not public."),
+            other => other,
+        })?;
         Ok(())
     }
 

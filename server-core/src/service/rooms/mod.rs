@@ -19,6 +19,7 @@ mod joins;
 mod membership;
 mod push;
 mod read;
+mod restricted;
 mod timeline;
 
 use std::{
