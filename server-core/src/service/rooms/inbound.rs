@@ -786,48 +786,55 @@ impl Rooms {
             events.extend(self.with_auth_chains(&missing).await?);
             events.insert(pending.event_id.clone(), pending.clone());
         }
-        let maps: Vec<StateMap<OwnedEventId>> = states
-            .iter()
-            .map(|state| {
-                state
-                    .iter()
-                    .filter_map(|((t, k), id)| {
-                        Some((
-                            (StateEventType::from(t.as_str()), k.clone()),
-                            EventId::parse(id).ok()?,
-                        ))
-                    })
-                    .collect()
-            })
-            .collect();
-        let auth_chains: Vec<EventIdSet<OwnedEventId>> = maps
-            .iter()
-            .map(|map| auth_chain(map.values(), &events))
-            .collect();
         let rules = rules.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            ruma::state_res::resolve(
-                &rules.authorization,
-                rules
-                    .state_res
-                    .v2_rules()
-                    .ok_or_else(|| Error::internal("room version without state resolution v2"))?,
-                &maps,
-                auth_chains,
-                |id: &EventId| events.get(id).cloned(),
-                |conflicted: &StateMap<Vec<OwnedEventId>>| {
-                    Some(conflicted_subgraph(conflicted, &events))
-                },
-            )
-            .map_err(|e| Error::internal(format!("state resolution failed: {e}")))
-        })
-        .await
-        .map_err(Error::internal)??;
-        Ok(resolved
-            .into_iter()
-            .map(|((t, k), id)| ((t.to_string(), k), id.to_string()))
-            .collect())
+        tokio::task::spawn_blocking(move || resolve_states(&rules, &states, &events))
+            .await
+            .map_err(Error::internal)?
     }
+}
+
+/// State resolution of `states` by the room version's algorithm (v2, or v2.1 from room
+/// version 12) over `events`, which hold every event of the states and of their auth
+/// chains. Blocking: run it off the async runtime.
+fn resolve_states(
+    rules: &RoomVersionRules,
+    states: &[StateIds],
+    events: &HashMap<OwnedEventId, Pdu>,
+) -> Result<StateIds> {
+    let maps: Vec<StateMap<OwnedEventId>> = states
+        .iter()
+        .map(|state| {
+            state
+                .iter()
+                .filter_map(|((t, k), id)| {
+                    Some((
+                        (StateEventType::from(t.as_str()), k.clone()),
+                        EventId::parse(id).ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .collect();
+    let auth_chains: Vec<EventIdSet<OwnedEventId>> = maps
+        .iter()
+        .map(|map| auth_chain(map.values(), events))
+        .collect();
+    let resolved = ruma::state_res::resolve(
+        &rules.authorization,
+        rules
+            .state_res
+            .v2_rules()
+            .ok_or_else(|| Error::internal("room version without state resolution v2"))?,
+        &maps,
+        auth_chains,
+        |id: &EventId| events.get(id).cloned(),
+        |conflicted: &StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, events)),
+    )
+    .map_err(|e| Error::internal(format!("state resolution failed: {e}")))?;
+    Ok(resolved
+        .into_iter()
+        .map(|((t, k), id)| ((t.to_string(), k), id.to_string()))
+        .collect())
 }
 
 /// The (type, state_key) key of a state event.
@@ -898,4 +905,147 @@ fn conflicted_subgraph(
         }
     }
     subgraph
+}
+
+#[cfg(test)]
+mod tests {
+    //! Kith's state resolution (its auth chains and conflicted subgraph, around ruma's
+    //! algorithm) against the fixtures and expected results that ruma-state-res ships:
+    //! the two problems of MSC4297, which state resolution v2.1 (room version 12) fixes.
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The fixtures of the ruma-state-res version in Cargo.lock, from cargo's registry.
+    fn ruma_fixtures() -> PathBuf {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("Cargo.lock");
+        let version = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"ruma-state-res\""))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .expect("ruma-state-res in Cargo.lock");
+        let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(
+            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+            PathBuf::from,
+        );
+        std::fs::read_dir(cargo_home.join("registry/src"))
+            .expect("cargo's registry sources")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| {
+                entry
+                    .path()
+                    .join(format!("ruma-state-res-{version}/tests/it/resolve"))
+            })
+            .find(|dir| dir.is_dir())
+            .unwrap_or_else(|| panic!("ruma-state-res {version}'s sources are not in {cargo_home:?}"))
+    }
+
+    fn json(path: PathBuf) -> Value {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        // Snapshots open with a `---` header; the JSON follows it.
+        let body = match text.strip_prefix("---") {
+            Some(rest) => rest.split_once("\n---").map_or(rest, |(_, body)| body),
+            None => &text,
+        };
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    }
+
+    /// Resolves the named state maps over the fixture's PDUs and compares with ruma's
+    /// expected state.
+    fn check(problem: &str, states: [&str; 2], pdus: &str, snapshot: &str) {
+        let dir = ruma_fixtures();
+        let room = ruma::owned_room_id!("!room:example.com");
+        let mut events = HashMap::new();
+        let mut version = None;
+        for mut pdu in json(dir.join("fixtures").join(problem).join(pdus))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if pdu["type"] == "m.room.create" {
+                version = pdu["content"]["room_version"].as_str().map(str::to_owned);
+            }
+            if let Some(object) = pdu.as_object_mut() {
+                object.remove("test-comments");
+            }
+            let mut pdu: Pdu = serde_json::from_value(pdu).expect("a fixture PDU");
+            pdu.in_room = room.clone();
+            events.insert(pdu.event_id.clone(), pdu);
+        }
+        let rules = ruma::RoomVersionId::try_from(version.expect("a create event").as_str())
+            .ok()
+            .and_then(|v| v.rules())
+            .expect("a known room version");
+        let states: Vec<StateIds> = states
+            .iter()
+            .map(|file| {
+                json(dir.join("fixtures").join(problem).join(file))
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|id| {
+                        let pdu = events
+                            .get(&EventId::parse(id).expect("an event ID"))
+                            .expect("the state's events are in the fixture");
+                        (state_key_of(pdu), id.to_owned())
+                    })
+                    .collect()
+            })
+            .collect();
+        let resolved = resolve_states(&rules, &states, &events).expect("resolution succeeds");
+        let expected: StateIds = json(dir.join("snapshots").join(snapshot))
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    (
+                        e["type"].as_str().unwrap_or_default().to_owned(),
+                        e["state_key"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    e["event_id"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert!(!expected.is_empty(), "{snapshot} holds the expected state");
+        assert_eq!(resolved, expected, "{problem} with {pdus}");
+    }
+
+    #[test]
+    fn msc4297_problem_a_resolves_as_ruma_expects_in_v11_and_v12() {
+        let states = ["state-bob.json", "state-charlie.json"];
+        check(
+            "MSC4297-problem-A",
+            states,
+            "pdus-v11.json",
+            "msc4297_problem_a_state_res_v2_0@resolved_state.snap",
+        );
+        check(
+            "MSC4297-problem-A",
+            states,
+            "pdus-v12.json",
+            "msc4297_problem_a_state_res_v2_1@resolved_state.snap",
+        );
+    }
+
+    #[test]
+    fn msc4297_problem_b_uses_the_conflicted_subgraph_in_v12_only() {
+        let states = ["state-eve.json", "state-zara.json"];
+        check(
+            "MSC4297-problem-B",
+            states,
+            "pdus-v11.json",
+            "msc4297_problem_b_state_res_v2_0@resolved_state.snap",
+        );
+        check(
+            "MSC4297-problem-B",
+            states,
+            "pdus-v12.json",
+            "msc4297_problem_b_state_res_v2_1@resolved_state.snap",
+        );
+    }
 }
