@@ -940,7 +940,9 @@ mod tests {
                     .join(format!("ruma-state-res-{version}/tests/it/resolve"))
             })
             .find(|dir| dir.is_dir())
-            .unwrap_or_else(|| panic!("ruma-state-res {version}'s sources are not in {cargo_home:?}"))
+            .unwrap_or_else(|| {
+                panic!("ruma-state-res {version}'s sources are not in {cargo_home:?}")
+            })
     }
 
     fn json(path: PathBuf) -> Value {
