@@ -12,6 +12,10 @@ use crate::{
     storage::{Device, Store, User},
 };
 
+/// Devices just deleted, each with the stream position of the device list change that
+/// records it: what [`crate::service::e2ee::E2ee::announce_removed`] tells other servers.
+pub type RemovedDevices = Vec<(String, i64)>;
+
 /// An authenticated request's user and device.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -290,24 +294,30 @@ impl Users {
         })
     }
 
-    /// Ends one session: deletes the device and its tokens.
-    pub async fn logout(&self, session: &Session) -> Result<()> {
-        self.store
+    /// Ends one session: deletes the device and its tokens. Returns the deleted devices
+    /// ([`RemovedDevices`]).
+    pub async fn logout(&self, session: &Session) -> Result<RemovedDevices> {
+        let removed = self
+            .store
             .users()
             .delete_device(session.user_id.as_str(), session.device_id.as_str())
             .await?;
         self.notifier.notify();
-        Ok(())
+        Ok(removed
+            .map(|pos| (session.device_id.to_string(), pos))
+            .into_iter()
+            .collect())
     }
 
-    /// Ends every session of the user.
-    pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
-        self.store
+    /// Ends every session of the user. Returns the deleted devices.
+    pub async fn logout_all(&self, user_id: &UserId) -> Result<RemovedDevices> {
+        let removed = self
+            .store
             .users()
             .delete_devices_except(user_id.as_str(), None)
             .await?;
         self.notifier.notify();
-        Ok(())
+        Ok(removed)
     }
 
     /// Sets a new password; with `logout_devices`, every other device is logged out.
@@ -316,7 +326,7 @@ impl Users {
         session: &Session,
         new_password: &str,
         logout_devices: bool,
-    ) -> Result<()> {
+    ) -> Result<RemovedDevices> {
         if new_password.is_empty() {
             return Err(Error::new(
                 ErrorKind::WeakPassword,
@@ -331,24 +341,26 @@ impl Users {
             .users()
             .set_password_hash(session.user_id.as_str(), hash)
             .await?;
-        if logout_devices {
-            self.store
-                .users()
-                .delete_devices_except(
-                    session.user_id.as_str(),
-                    Some(session.device_id.to_string()),
-                )
-                .await?;
-            self.notifier.notify();
+        if !logout_devices {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let removed = self
+            .store
+            .users()
+            .delete_devices_except(
+                session.user_id.as_str(),
+                Some(session.device_id.to_string()),
+            )
+            .await?;
+        self.notifier.notify();
+        Ok(removed)
     }
 
     /// Deactivates the account: no more logins, all devices gone, profile cleared.
-    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
-        self.store.users().deactivate(user_id.as_str()).await?;
+    pub async fn deactivate(&self, user_id: &UserId) -> Result<RemovedDevices> {
+        let removed = self.store.users().deactivate(user_id.as_str()).await?;
         self.notifier.notify();
-        Ok(())
+        Ok(removed)
     }
 
     /// A user's account, or `None` if unknown.
@@ -396,15 +408,24 @@ impl Users {
     }
 
     /// Deletes devices (and their tokens). Unknown IDs are ignored, as the spec allows.
-    pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[String]) -> Result<()> {
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[String],
+    ) -> Result<RemovedDevices> {
+        let mut removed = Vec::new();
         for device_id in device_ids {
-            self.store
+            if let Some(pos) = self
+                .store
                 .users()
                 .delete_device(user_id.as_str(), device_id)
-                .await?;
+                .await?
+            {
+                removed.push((device_id.clone(), pos));
+            }
         }
         self.notifier.notify();
-        Ok(())
+        Ok(removed)
     }
 
     /// Records that the session's device was just used.

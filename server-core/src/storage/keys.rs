@@ -412,6 +412,21 @@ impl KeysStore<'_> {
             .await
     }
 
+    /// The user's device list change just before `pos`, if any.
+    pub async fn change_before(&self, user_id: &str, pos: i64) -> Result<Option<i64>> {
+        let user_id = user_id.to_owned();
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT MAX(stream_pos) FROM device_list_changes WHERE user_id = ?1 \
+                         AND visible_to IS NULL AND stream_pos < ?2",
+                    )?
+                    .query_row(params![user_id, pos], |row| row.get(0))?)
+            })
+            .await
+    }
+
     /// Records that another server's user's device list changed.
     pub async fn remote_device_list_changed(&self, user_id: &str) -> Result<()> {
         let user_id = user_id.to_owned();

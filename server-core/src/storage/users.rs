@@ -169,8 +169,9 @@ impl UsersStore<'_> {
     }
 
     /// Marks the account deactivated, clears its password and profile, and deletes every
-    /// device and token, in one transaction.
-    pub async fn deactivate(&self, user_id: &str) -> Result<()> {
+    /// device and token, in one transaction. Returns the deleted devices, each with the
+    /// device list change that records it.
+    pub async fn deactivate(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
         let user_id = user_id.to_owned();
         self.store
             .write_sessions(move |txn| {
@@ -178,13 +179,13 @@ impl UsersStore<'_> {
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
                     [&user_id],
                 )?;
-                txn.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+                let removed = delete_devices_in(txn, &user_id, None)?;
                 // Its encryption identity goes too; the others' clients learn it through the
                 // device list (device keys go with the devices).
                 txn.execute("DELETE FROM cross_signing_keys WHERE user_id = ?1", [&user_id])?;
                 txn.execute("DELETE FROM key_signatures WHERE target_user = ?1", [&user_id])?;
                 record_device_list_change(txn, &user_id)?;
-                Ok(())
+                Ok(removed)
             })
             .await
     }
@@ -322,8 +323,9 @@ impl UsersStore<'_> {
         Ok(info)
     }
 
-    /// Deletes a device with its tokens. Returns false when there was no such device.
-    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> Result<bool> {
+    /// Deletes a device with its tokens. Returns the device list change that records it,
+    /// or `None` when there was no such device.
+    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> Result<Option<i64>> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.store
             .write_sessions(move |txn| {
@@ -331,29 +333,26 @@ impl UsersStore<'_> {
                     "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id, device_id],
                 )? == 1;
-                if deleted {
-                    // Its keys went with it (ON DELETE CASCADE); other users must hear of it.
-                    record_device_list_change(txn, &user_id)?;
-                }
-                Ok(deleted)
+                // Its keys went with it (ON DELETE CASCADE); other users must hear of it.
+                Ok(if deleted {
+                    Some(record_device_list_change(txn, &user_id)?)
+                } else {
+                    None
+                })
             })
             .await
     }
 
-    /// Deletes every device of a user except `keep` (if given), with their tokens.
-    pub async fn delete_devices_except(&self, user_id: &str, keep: Option<String>) -> Result<()> {
+    /// Deletes every device of a user except `keep` (if given), with their tokens. Returns
+    /// the deleted devices, each with the device list change that records it.
+    pub async fn delete_devices_except(
+        &self,
+        user_id: &str,
+        keep: Option<String>,
+    ) -> Result<Vec<(String, i64)>> {
         let user_id = user_id.to_owned();
         self.store
-            .write_sessions(move |txn| {
-                let deleted = txn.execute(
-                    "DELETE FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id != ?2)",
-                    params![user_id, keep],
-                )?;
-                if deleted > 0 {
-                    record_device_list_change(txn, &user_id)?;
-                }
-                Ok(())
-            })
+            .write_sessions(move |txn| delete_devices_in(txn, &user_id, keep.as_deref()))
             .await
     }
 
@@ -470,4 +469,29 @@ impl UsersStore<'_> {
             })
             .await
     }
+}
+
+/// Deletes a user's devices but `keep`, each with a device list change of its own, so that
+/// other servers hear of each one (spec: server-server-api.md, "Device Management").
+fn delete_devices_in(
+    txn: &rusqlite::Transaction<'_>,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<Vec<(String, i64)>> {
+    let devices: Vec<String> = txn
+        .prepare(
+            "SELECT device_id FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR device_id != ?2)",
+        )?
+        .query_map(params![user_id, keep], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut removed = Vec::with_capacity(devices.len());
+    for device_id in devices {
+        txn.execute(
+            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            params![user_id, device_id],
+        )?;
+        let pos = record_device_list_change(txn, user_id)?;
+        removed.push((device_id, pos));
+    }
+    Ok(removed)
 }

@@ -1102,6 +1102,35 @@ async fn typing_receipts_and_device_list_changes_cross_both_ways() {
         "{keys}\n{}",
         synapse.log_tail()
     );
+
+    // Alice signs out of the laptop: Synapse hears the device is gone, and Sam's key query
+    // stops listing it (his clients stop encrypting for it).
+    let (status, body) = alice_laptop
+        .post("/_matrix/client/v3/logout", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, keys) = sam
+            .post(
+                "/_matrix/client/v3/keys/query",
+                json!({ "device_keys": { alice.user_id.clone(): [] } }),
+            )
+            .await;
+        assert_eq!(status, 200, "{keys}");
+        if keys["device_keys"][alice.user_id.as_str()]
+            .get(&alice_laptop.device_id)
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sam still sees Alice's laptop: {keys}\n{}",
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use axum::{Json, extract::State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::devices::announce_removed;
 use crate::{
     api::extract::{AuthedUser, JsonBody, QueryParams},
     error::{Error, Result},
@@ -217,7 +218,8 @@ pub(crate) async fn logout(
     State(services): State<Services>,
     AuthedUser(session): AuthedUser,
 ) -> Result<Json<Value>> {
-    services.users.logout(&session).await?;
+    let removed = services.users.logout(&session).await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({})))
 }
 
@@ -226,7 +228,8 @@ pub(crate) async fn logout_all(
     State(services): State<Services>,
     AuthedUser(session): AuthedUser,
 ) -> Result<Json<Value>> {
-    services.users.logout_all(&session.user_id).await?;
+    let removed = services.users.logout_all(&session.user_id).await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({})))
 }
 
@@ -263,10 +266,11 @@ pub(crate) async fn change_password(
             Some(&session.user_id),
         )
         .await?;
-    services
+    let removed = services
         .users
         .change_password(&session, &body.new_password, body.logout_devices)
         .await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({})))
 }
 
@@ -292,6 +296,7 @@ pub(crate) async fn deactivate(
         )
         .await?;
     services.rooms.leave_all(&session.user_id).await?;
-    services.users.deactivate(&session.user_id).await?;
+    let removed = services.users.deactivate(&session.user_id).await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

@@ -84,10 +84,11 @@ pub(crate) async fn delete_device(
             Some(&session.user_id),
         )
         .await?;
-    services
+    let removed = services
         .users
         .delete_devices(&session.user_id, &[device_id])
         .await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({})))
 }
 
@@ -111,9 +112,22 @@ pub(crate) async fn delete_devices(
             Some(&session.user_id),
         )
         .await?;
-    services
+    let removed = services
         .users
         .delete_devices(&session.user_id, &body.devices)
         .await?;
+    announce_removed(&services, &session.user_id, &removed).await;
     Ok(Json(json!({})))
+}
+
+/// Tells the other servers in the user's rooms that these devices are gone. Best effort:
+/// the deletion is stored, and a failure to queue the news is only logged.
+pub(super) async fn announce_removed(
+    services: &Services,
+    user_id: &ruma::UserId,
+    removed: &crate::service::users::RemovedDevices,
+) {
+    if let Err(e) = services.e2ee.announce_removed(user_id, removed).await {
+        tracing::warn!(%user_id, error = %e, "deleted devices not announced to other servers");
+    }
 }

@@ -303,26 +303,15 @@ impl E2ee {
     /// that missed one fetches the whole list; `m.signing_key_update` for cross-signing
     /// keys (`device_id` `None`). Queued durably; best effort once the change is stored.
     ///
-    /// Not announced yet: deleted and renamed devices, and new signatures (other servers
-    /// learn them when they next fetch the user's devices).
+    /// Deleted devices: [`Self::announce_removed`]. Not announced: new signatures (other
+    /// servers learn them when they next fetch the user's devices); device names are not
+    /// shared over federation.
     pub(super) async fn announce_devices(
         &self,
         user_id: &UserId,
         device_id: Option<&str>,
     ) -> Result<()> {
-        let ours = self.identity.server_name.as_str();
-        let mut servers: Vec<String> = self
-            .store
-            .keys()
-            .users_sharing_a_room(user_id.as_str())
-            .await?
-            .iter()
-            .filter_map(|u| UserId::parse(u.as_str()).ok())
-            .map(|u| u.server_name().to_string())
-            .filter(|s| s != ours)
-            .collect();
-        servers.sort();
-        servers.dedup();
+        let servers = self.servers_to_tell(user_id).await?;
         if servers.is_empty() {
             return Ok(());
         }
@@ -337,17 +326,10 @@ impl E2ee {
                     .flatten()
                     .find(|d| d["device_id"] == device_id)
                     .map(|d| d["keys"].clone());
-                let mut content = json!({
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "stream_id": stream_id,
-                    "prev_id": prev_id.into_iter().collect::<Vec<_>>(),
-                    "deleted": keys.is_none(),
-                });
-                if let Some(keys) = keys {
-                    content["keys"] = keys;
-                }
-                ("m.device_list_update", content)
+                (
+                    "m.device_list_update",
+                    device_update(user_id, device_id, stream_id, prev_id, keys),
+                )
             }
             None => {
                 let mut content = json!({ "user_id": user_id });
@@ -359,19 +341,79 @@ impl E2ee {
                 ("m.signing_key_update", content)
             }
         };
+        self.tell(&servers, user_id, edu_type, &[content]).await;
+        Ok(())
+    }
+
+    /// Tells the servers that share a room with a local user that devices of theirs were
+    /// deleted (logout, device deletion, deactivation): one `m.device_list_update` with
+    /// `deleted: true` per device, each with its own change and the one before it, so that
+    /// the other server's clients stop encrypting for them.
+    pub async fn announce_removed(
+        &self,
+        user_id: &UserId,
+        removed: &[(String, i64)],
+    ) -> Result<()> {
+        let Some((_, first)) = removed.first() else {
+            return Ok(());
+        };
+        let servers = self.servers_to_tell(user_id).await?;
+        if servers.is_empty() {
+            return Ok(());
+        }
+        let mut prev = self
+            .store
+            .keys()
+            .change_before(user_id.as_str(), *first)
+            .await?;
+        let mut updates = Vec::with_capacity(removed.len());
+        for (device_id, pos) in removed {
+            updates.push(device_update(user_id, device_id, *pos, prev, None));
+            prev = Some(*pos);
+        }
+        self.tell(&servers, user_id, "m.device_list_update", &updates)
+            .await;
+        Ok(())
+    }
+
+    /// The other servers with a user who shares a room with `user_id`.
+    async fn servers_to_tell(&self, user_id: &UserId) -> Result<Vec<ruma::OwnedServerName>> {
+        let ours = self.identity.server_name.as_str();
+        let mut servers: Vec<ruma::OwnedServerName> = self
+            .store
+            .keys()
+            .users_sharing_a_room(user_id.as_str())
+            .await?
+            .iter()
+            .filter_map(|u| UserId::parse(u.as_str()).ok())
+            .map(|u| u.server_name().to_owned())
+            .filter(|s| s.as_str() != ours)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// Queues the EDUs, in order, for each server; a failure is logged, not returned (the
+    /// change itself is stored).
+    async fn tell(
+        &self,
+        servers: &[ruma::OwnedServerName],
+        user_id: &UserId,
+        edu_type: &str,
+        contents: &[Value],
+    ) {
         for server in servers {
-            let Ok(server) = ruma::ServerName::parse(&server) else {
-                continue;
-            };
-            if let Err(e) = self
-                .federation
-                .queue_edu(&server, edu_type, content.clone())
-                .await
-            {
-                tracing::warn!(%server, %user_id, error = %e, "device list update not queued");
+            for content in contents {
+                if let Err(e) = self
+                    .federation
+                    .queue_edu(server, edu_type, content.clone())
+                    .await
+                {
+                    tracing::warn!(%server, %user_id, error = %e, "device list update not queued");
+                }
             }
         }
-        Ok(())
     }
 
     /// Unclaimed one-time keys per algorithm; `signed_curve25519` is always present, so that
@@ -912,4 +954,26 @@ impl E2ee {
         }
         Ok(out)
     }
+}
+
+/// An `m.device_list_update` (spec: server-server-api.md, "m.device_list_update"): a
+/// device's keys, or `deleted` without them.
+fn device_update(
+    user_id: &UserId,
+    device_id: &str,
+    stream_id: i64,
+    prev_id: Option<i64>,
+    keys: Option<Value>,
+) -> Value {
+    let mut content = json!({
+        "user_id": user_id,
+        "device_id": device_id,
+        "stream_id": stream_id,
+        "prev_id": prev_id.into_iter().collect::<Vec<_>>(),
+        "deleted": keys.is_none(),
+    });
+    if let Some(keys) = keys {
+        content["keys"] = keys;
+    }
+    content
 }
