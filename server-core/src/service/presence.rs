@@ -36,6 +36,9 @@ use crate::{
 
 /// Online users last active longer ago than this are shown as `unavailable`.
 const IDLE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// The longest status message kept, in bytes (the spec sets none; this keeps a stranger's
+/// server from filling rows).
+pub const MAX_STATUS_BYTES: usize = 1024;
 /// Activity is written down at most this often per user.
 const ACTIVE_GRANULARITY: Duration = Duration::from_secs(60);
 
@@ -110,6 +113,14 @@ impl Presence {
         state: PresenceState,
         status_msg: Option<String>,
     ) -> Result<()> {
+        if status_msg
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_STATUS_BYTES)
+        {
+            return Err(Error::invalid_param(format!(
+                "The status message is longer than {MAX_STATUS_BYTES} bytes."
+            )));
+        }
         self.write_local(user_id, state, status_msg).await
     }
 
@@ -288,10 +299,14 @@ impl Presence {
             {
                 continue;
             }
+            let status_msg = update["status_msg"].as_str();
+            if status_msg.is_some_and(|m| m.len() > MAX_STATUS_BYTES) {
+                continue;
+            }
             let row = PresenceRow {
                 user_id: user_id.to_string(),
                 presence: state.as_str().to_owned(),
-                status_msg: update["status_msg"].as_str().map(str::to_owned),
+                status_msg: status_msg.map(str::to_owned),
                 last_active_ts: now.saturating_sub(ago),
                 currently_active: update["currently_active"].as_bool().unwrap_or(false),
                 stream_pos: 0,

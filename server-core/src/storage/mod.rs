@@ -157,32 +157,30 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| Error::internal("writer lock poisoned"))?;
-            let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = f(&txn)?;
-            txn.commit()?;
-            Ok(value)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("database task: {e}")))?
+        tokio::task::spawn_blocking(move || write_in(&inner, f))
+            .await
+            .map_err(|e| Error::internal(format!("database task: {e}")))?
     }
 
     /// Like [`Self::write`], for a write that ends access tokens or changes their owners:
-    /// once it is over, no cached token outlives it.
+    /// once it is over, no cached token outlives it. The cache is emptied on the blocking
+    /// thread right after the commit, so a request dropped meanwhile (the client went away)
+    /// cannot leave an ended token cached.
     pub(crate) async fn write_sessions<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let result = self.write(f).await;
-        let mut cache = self.token_cache();
-        cache.generation += 1;
-        cache.owners.clear();
-        result
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = write_in(&inner, f);
+            let mut cache = inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            cache.generation += 1;
+            cache.owners.clear();
+            result
+        })
+        .await
+        .map_err(|e| Error::internal(format!("database task: {e}")))?
     }
 
     fn token_cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
@@ -253,6 +251,18 @@ impl Store {
         })
         .await
     }
+}
+
+/// Runs `f` in one write transaction on the writer connection; commits if `f` succeeds.
+fn write_in<T>(inner: &Inner, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let mut conn = inner
+        .writer
+        .lock()
+        .map_err(|_| Error::internal("writer lock poisoned"))?;
+    let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let value = f(&txn)?;
+    txn.commit()?;
+    Ok(value)
 }
 
 fn configure(conn: &Connection) -> Result<()> {

@@ -83,6 +83,16 @@ async fn people_who_share_a_room_see_each_others_presence_and_no_one_else_does()
         (code, body["errcode"].as_str()),
         (400, Some("M_INVALID_PARAM"))
     );
+    let (code, body) = bob
+        .put(
+            &status(&bob.user_id),
+            json!({ "presence": "online", "status_msg": "x".repeat(2000) }),
+        )
+        .await;
+    assert_eq!(
+        (code, body["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM"))
+    );
 
     // A filter that leaves presence out is obeyed.
     let filter = url_encode(r#"{"presence":{"not_types":["*"]}}"#);

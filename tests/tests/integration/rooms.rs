@@ -813,4 +813,22 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
         (400, Some("M_UNABLE_TO_AUTHORISE_JOIN")),
         "{body}"
     );
+
+    // A rule with no condition lets no one in without an invite.
+    let closed = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [] },
+            }],
+        }))
+        .await;
+    let (status, body) = bob.join(&closed).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
 }

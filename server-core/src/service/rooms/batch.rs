@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Rooms,
-    push::push_keys,
+    push::{PushContext, push_keys},
     timeline::{EventDraft, Placement, Txn, auth_keys, auth_types, timeline_row},
 };
 use crate::{
@@ -89,19 +89,20 @@ impl Rooms {
                 txn,
                 reply,
             });
-        tokio::select! {
-            biased;
-            done = &mut answer => return done.map_err(|_| dropped())?,
-            _guard = self.lock(&room_id) => {
-                // Whoever holds the lock stores the whole queue, ours included unless an
-                // earlier holder took it.
-                let batch = self.take_batch(&room_id);
-                if !batch.is_empty() {
-                    self.store_batch(&room_id, batch).await;
+        // Until our send is answered: whoever holds the lock stores the queue (at most
+        // MAX_BATCH at a time), ours included unless an earlier holder took it.
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut answer => return done.map_err(|_| dropped())?,
+                _guard = self.lock(&room_id) => {
+                    let batch = self.take_batch(&room_id);
+                    if !batch.is_empty() {
+                        self.store_batch(&room_id, batch).await;
+                    }
                 }
             }
         }
-        answer.await.map_err(|_| dropped())?
     }
 
     fn take_batch(&self, room_id: &RoomId) -> Vec<PendingSend> {
@@ -160,10 +161,17 @@ impl Rooms {
             .iter()
             .filter_map(|t| t.as_ref().ok())
             .flat_map(auth_keys)
-            .chain(push_keys(&head, None))
+            .chain(push_keys(&head, &self.identity.server_name, None))
             .collect();
         let auth_state = self.state_events(&head, keys).await?;
-        let push = self.push_context(&head, None, &auth_state).await?;
+        // Best effort: a failed evaluation costs notifications, never the messages.
+        let push = match self.push_context(&head, None, &auth_state).await {
+            Ok(push) => push,
+            Err(e) => {
+                tracing::warn!(room_id = %room_id, error = %e, "push rules not read for a batch");
+                PushContext::default()
+            }
+        };
 
         let mut results: Vec<Result<OwnedEventId>> = Vec::with_capacity(requests.len());
         let mut rows: Vec<NewEvent> = Vec::new();

@@ -22,7 +22,8 @@ use super::{Rooms, timeline::Head};
 use crate::{error::Result, pdu::Pdu};
 
 /// What push rule evaluation needs of a room, read once for any number of events that do
-/// not change its state.
+/// not change its state. The default notifies no one.
+#[derive(Default)]
 pub(super) struct PushContext {
     /// Joined members, for the `room_member_count` condition.
     member_count: UInt,
@@ -76,7 +77,10 @@ impl Rooms {
         .flatten();
         let head = self.head(&pdu.in_room).await?;
         let state = self
-            .state_events(&head, push_keys(&head, invitee.as_deref()))
+            .state_events(
+                &head,
+                push_keys(&head, &self.identity.server_name, invitee.as_deref()),
+            )
             .await?;
         let context = self.push_context(&head, invitee, &state).await?;
         context.evaluate(pdu, json).await
@@ -137,8 +141,12 @@ impl Rooms {
 }
 
 /// The state keys push evaluation reads: the power levels, the create event, and the
-/// member events of the room's joined users and of `invitee`.
-pub(super) fn push_keys(head: &Head, invitee: Option<&UserId>) -> Vec<(String, String)> {
+/// member events of the room's joined local users (`ours`) and of `invitee`.
+pub(super) fn push_keys(
+    head: &Head,
+    ours: &ruma::ServerName,
+    invitee: Option<&UserId>,
+) -> Vec<(String, String)> {
     let mut keys = vec![
         ("m.room.power_levels".to_owned(), String::new()),
         ("m.room.create".to_owned(), String::new()),
@@ -146,7 +154,9 @@ pub(super) fn push_keys(head: &Head, invitee: Option<&UserId>) -> Vec<(String, S
     keys.extend(
         head.joined
             .iter()
-            .cloned()
+            .filter_map(|user| UserId::parse(user).ok())
+            .filter(|user| user.server_name() == ours)
+            .map(|user| user.to_string())
             .chain(invitee.map(|u| u.to_string()))
             .map(|user| ("m.room.member".to_owned(), user)),
     );

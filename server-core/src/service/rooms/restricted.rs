@@ -84,12 +84,15 @@ impl Rooms {
             .filter(|c| c.get("type").and_then(Value::as_str) == Some("m.room_membership"))
             .filter_map(|c| c.get("room_id").and_then(Value::as_str))
             .collect();
-        let mut known = false;
+        // spec: with no valid condition, the user fails them all (M_FORBIDDEN); with some
+        // but none in a room this server is in, it cannot tell (M_UNABLE_TO_AUTHORISE_JOIN).
+        let allowed: Vec<_> = allowed
+            .into_iter()
+            .filter_map(|r| RoomId::parse(r).ok())
+            .collect();
+        let mut known = allowed.is_empty();
         let mut satisfied = false;
         for allowed in allowed {
-            let Ok(allowed) = RoomId::parse(allowed) else {
-                continue;
-            };
             if !self.is_resident(&allowed).await? {
                 continue;
             }
