@@ -755,20 +755,12 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
         .create_room(json!({ "name": "Family", "preset": "private_chat", "invite": [bob.user_id] }))
         .await;
     assert_eq!(bob.join(&family).await.0, 200);
-    let kids = alice
-        .create_room(json!({
-            "name": "Kids",
-            "preset": "private_chat",
-            "initial_state": [{
-                "type": "m.room.join_rules",
-                "state_key": "",
-                "content": {
-                    "join_rule": "restricted",
-                    "allow": [{ "type": "m.room_membership", "room_id": family }],
-                },
-            }],
-        }))
-        .await;
+    let kids = restricted_room(
+        &alice,
+        "Kids",
+        json!([{ "type": "m.room_membership", "room_id": family }]),
+    )
+    .await;
 
     // Bob is in Family, so he may join without an invite, on Alice's authority.
     let (status, body) = bob.join(&kids).await;
@@ -794,19 +786,12 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
     );
 
     // A rule naming only rooms this server is not in cannot be checked here.
-    let elsewhere = alice
-        .create_room(json!({
-            "preset": "private_chat",
-            "initial_state": [{
-                "type": "m.room.join_rules",
-                "state_key": "",
-                "content": {
-                    "join_rule": "restricted",
-                    "allow": [{ "type": "m.room_membership", "room_id": "!nowhere:other.example" }],
-                },
-            }],
-        }))
-        .await;
+    let elsewhere = restricted_room(
+        &alice,
+        "Restricted",
+        json!([{ "type": "m.room_membership", "room_id": "!nowhere:other.example" }]),
+    )
+    .await;
     let (status, body) = carol.join(&elsewhere).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
@@ -815,20 +800,26 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
     );
 
     // A rule with no condition lets no one in without an invite.
-    let closed = alice
-        .create_room(json!({
-            "preset": "private_chat",
-            "initial_state": [{
-                "type": "m.room.join_rules",
-                "state_key": "",
-                "content": { "join_rule": "restricted", "allow": [] },
-            }],
-        }))
-        .await;
+    let closed = restricted_room(&alice, "Restricted", json!([])).await;
     let (status, body) = bob.join(&closed).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (403, Some("M_FORBIDDEN")),
         "{body}"
     );
+}
+
+/// A private room that members of the rooms in `allow` may join without an invite.
+async fn restricted_room(creator: &kith_tests::Client, name: &str, allow: Value) -> String {
+    creator
+        .create_room(json!({
+            "name": name,
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": { "join_rule": "restricted", "allow": allow },
+            }],
+        }))
+        .await
 }
