@@ -205,7 +205,7 @@ impl Presence {
         let ours = self.identity.server_name.as_str();
         for server in self
             .store
-            .presence()
+            .events()
             .servers_sharing_rooms(&row.user_id)
             .await?
         {
@@ -293,7 +293,7 @@ impl Presence {
             };
             if !self
                 .store
-                .presence()
+                .events()
                 .shares_room_with_server(user_id.as_str(), self.identity.server_name.as_str())
                 .await?
             {

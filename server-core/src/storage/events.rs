@@ -437,6 +437,40 @@ impl EventsStore<'_> {
             .await
     }
 
+    /// The servers (this one too) with a user joined to a room that `user_id` is joined to.
+    pub async fn servers_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
+        let user_id = user_id.to_owned();
+        self.store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT substr(b.user_id, instr(b.user_id, ':') + 1) FROM memberships a \
+                     JOIN memberships b ON a.room_id = b.room_id WHERE a.user_id = ?1 \
+                     AND a.membership = 'join' AND b.membership = 'join'",
+                )?;
+                let rows = stmt.query_map([user_id], |row| row.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    /// Whether `user_id` is joined to a room where a user of `server` is joined too.
+    pub async fn shares_room_with_server(&self, user_id: &str, server: &str) -> Result<bool> {
+        let args = [user_id.to_owned(), server.to_owned()];
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT 1 FROM memberships a JOIN memberships b ON a.room_id = b.room_id \
+                         WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join' \
+                         AND substr(b.user_id, instr(b.user_id, ':') + 1) = ?2 LIMIT 1",
+                    )?
+                    .query_row(args, |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
     /// Every membership row of a room.
     pub async fn members(&self, room_id: &str) -> Result<Vec<Membership>> {
         let room_id = room_id.to_owned();

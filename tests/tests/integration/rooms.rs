@@ -755,12 +755,7 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
         .create_room(json!({ "name": "Family", "preset": "private_chat", "invite": [bob.user_id] }))
         .await;
     assert_eq!(bob.join(&family).await.0, 200);
-    let kids = restricted_room(
-        &alice,
-        "Kids",
-        json!([{ "type": "m.room_membership", "room_id": family }]),
-    )
-    .await;
+    let kids = restricted_room(&alice, "Kids", &family).await;
 
     // Bob is in Family, so he may join without an invite, on Alice's authority.
     let (status, body) = bob.join(&kids).await;
@@ -786,12 +781,7 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
     );
 
     // A rule naming only rooms this server is not in cannot be checked here.
-    let elsewhere = restricted_room(
-        &alice,
-        "Restricted",
-        json!([{ "type": "m.room_membership", "room_id": "!nowhere:other.example" }]),
-    )
-    .await;
+    let elsewhere = restricted_room(&alice, "Elsewhere", "!nowhere:other.example").await;
     let (status, body) = carol.join(&elsewhere).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
@@ -800,7 +790,7 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
     );
 
     // A rule with no condition lets no one in without an invite.
-    let closed = restricted_room(&alice, "Restricted", json!([])).await;
+    let closed = restricted_room(&alice, "Closed", "").await;
     let (status, body) = bob.join(&closed).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
@@ -809,17 +799,27 @@ async fn members_of_a_named_room_may_join_a_restricted_room_and_others_may_not()
     );
 }
 
-/// A private room that members of the rooms in `allow` may join without an invite.
-async fn restricted_room(creator: &kith_tests::Client, name: &str, allow: Value) -> String {
+/// A private room that members of `allowed` may join without an invite.
+async fn restricted_room(creator: &kith_tests::Client, name: &str, allowed: &str) -> String {
     creator
         .create_room(json!({
             "name": name,
             "preset": "private_chat",
-            "initial_state": [{
-                "type": "m.room.join_rules",
-                "state_key": "",
-                "content": { "join_rule": "restricted", "allow": allow },
-            }],
+            "initial_state": restricted_to(allowed),
         }))
         .await
+}
+
+/// `initial_state` for a room that members of `allowed` may join without an invite (none,
+/// when `allowed` is empty).
+pub(crate) fn restricted_to(allowed: &str) -> Value {
+    let allow: Vec<Value> = (!allowed.is_empty())
+        .then(|| json!({ "type": "m.room_membership", "room_id": allowed }))
+        .into_iter()
+        .collect();
+    json!([{
+        "type": "m.room.join_rules",
+        "state_key": "",
+        "content": { "join_rule": "restricted", "allow": allow },
+    }])
 }

@@ -7,7 +7,10 @@ use image::ImageFormat;
 use kith_tests::{Client, TestServer, device_keys, synapse::Synapse, url_encode};
 use serde_json::{Value, json};
 
-use crate::media::{dimensions, image_bytes, mxc_path};
+use crate::{
+    media::{dimensions, image_bytes, mxc_path},
+    rooms::restricted_to,
+};
 
 /// Uploads `client`'s device keys and one one-time key, on whichever server it uses.
 async fn upload_keys(client: &Client, one_time_key: &str) {
@@ -1513,18 +1516,6 @@ async fn presence_crosses_both_ways_when_kith_is_set_to_send_it() {
     }
 }
 
-/// `initial_state` for a room that members of `allowed` may join without an invite.
-fn restricted_to(allowed: &str) -> Value {
-    json!([{
-        "type": "m.room.join_rules",
-        "state_key": "",
-        "content": {
-            "join_rule": "restricted",
-            "allow": [{ "type": "m.room_membership", "room_id": allowed }],
-        },
-    }])
-}
-
 #[tokio::test]
 async fn restricted_rooms_admit_members_of_the_named_room_across_servers() {
     let kith = TestServer::start_federating().await;
@@ -1533,88 +1524,75 @@ async fn restricted_rooms_admit_members_of_the_named_room_across_servers() {
     let sam = synapse.register("sam").await;
     let stranger = synapse.register("stranger").await;
     let log = || synapse.log_tail();
-    let via_kith = format!("?via={}", url_encode(kith.server_name()));
-    let via_synapse = format!("?via={}", url_encode(&synapse.server_name));
 
-    // Kith holds the rooms: Sam is in Family, so Kids lets him in through Kith.
-    let family = alice
-        .create_room(json!({ "name": "Family", "preset": "private_chat", "invite": [sam.user_id] }))
-        .await;
-    let (status, body) = sam
-        .post(
-            &format!("/_matrix/client/v3/join/{family}{via_kith}"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}\n{}", log());
-    let kids = alice
-        .create_room(json!({ "name": "Kids", "initial_state": restricted_to(&family) }))
-        .await;
-    let (status, body) = sam
-        .post(
-            &format!("/_matrix/client/v3/join/{kids}{via_kith}"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "Sam's join: {body}\n{}", log());
-    let (status, member) = alice
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{kids}/state/m.room.member/{}",
-            url_encode(&sam.user_id)
-        ))
-        .await;
-    assert_eq!(status, 200, "{member}");
-    assert_eq!(member["membership"], "join");
-    assert_eq!(
-        member["join_authorised_via_users_server"],
-        alice.user_id.as_str()
-    );
+    // Kith holds the rooms: Sam is in the allowed room, so the restricted one lets him in
+    // through Kith, on Alice's authority; a stranger is refused.
+    let kids = admit_through_restricted_room(&alice, &sam, kith.server_name(), log).await;
     let (status, body) = stranger
         .post(
-            &format!("/_matrix/client/v3/join/{kids}{via_kith}"),
+            &format!(
+                "/_matrix/client/v3/join/{kids}?via={}",
+                url_encode(kith.server_name())
+            ),
             json!({}),
         )
         .await;
     assert_eq!(status, 403, "a stranger's join: {body}");
 
-    // Synapse holds the rooms: Alice is in Club, so Den lets her in through Synapse.
-    let club = sam
-        .create_room(json!({ "name": "Club", "preset": "private_chat", "invite": [alice.user_id] }))
+    // Synapse holds the rooms: the same, the other way.
+    admit_through_restricted_room(&sam, &alice, &synapse.server_name, log).await;
+}
+
+/// `host` makes a room and invites `guest`, who joins it, then a room restricted to its
+/// members, which `guest` joins through `host_server` without an invite. Checks that the
+/// join names `host` as its authority; returns the restricted room.
+async fn admit_through_restricted_room(
+    host: &Client,
+    guest: &Client,
+    host_server: &str,
+    log: impl Fn() -> String + Copy,
+) -> String {
+    let via = format!("?via={}", url_encode(host_server));
+    let allowed = host
+        .create_room(
+            json!({ "name": "Family", "preset": "private_chat", "invite": [guest.user_id] }),
+        )
         .await;
     wait_for_sync(
-        &alice,
-        "the invite to Club",
-        |s| s["rooms"]["invite"].get(&club).is_some(),
+        guest,
+        "the invite",
+        |s| s["rooms"]["invite"].get(&allowed).is_some(),
         log,
     )
     .await;
-    let (status, body) = alice
+    let (status, body) = guest
         .post(
-            &format!("/_matrix/client/v3/join/{club}{via_synapse}"),
+            &format!("/_matrix/client/v3/join/{allowed}{via}"),
             json!({}),
         )
         .await;
     assert_eq!(status, 200, "{body}\n{}", log());
-    let den = sam
-        .create_room(json!({ "name": "Den", "initial_state": restricted_to(&club) }))
+    let restricted = host
+        .create_room(json!({ "name": "Kids", "initial_state": restricted_to(&allowed) }))
         .await;
-    let (status, body) = alice
+    let (status, body) = guest
         .post(
-            &format!("/_matrix/client/v3/join/{den}{via_synapse}"),
+            &format!("/_matrix/client/v3/join/{restricted}{via}"),
             json!({}),
         )
         .await;
-    assert_eq!(status, 200, "Alice's join: {body}\n{}", log());
-    let (status, member) = sam
+    assert_eq!(status, 200, "{}'s join: {body}\n{}", guest.user_id, log());
+    let (status, member) = host
         .get(&format!(
-            "/_matrix/client/v3/rooms/{den}/state/m.room.member/{}",
-            url_encode(&alice.user_id)
+            "/_matrix/client/v3/rooms/{restricted}/state/m.room.member/{}",
+            url_encode(&guest.user_id)
         ))
         .await;
     assert_eq!(status, 200, "{member}");
     assert_eq!(member["membership"], "join");
     assert_eq!(
         member["join_authorised_via_users_server"],
-        sam.user_id.as_str()
+        host.user_id.as_str()
     );
+    restricted
 }

@@ -379,18 +379,15 @@ impl E2ee {
     /// The other servers with a user who shares a room with `user_id`.
     async fn servers_to_tell(&self, user_id: &UserId) -> Result<Vec<ruma::OwnedServerName>> {
         let ours = self.identity.server_name.as_str();
-        let mut servers: Vec<ruma::OwnedServerName> = self
+        let servers = self
             .store
-            .keys()
-            .users_sharing_a_room(user_id.as_str())
+            .events()
+            .servers_sharing_rooms(user_id.as_str())
             .await?
             .iter()
-            .filter_map(|u| UserId::parse(u.as_str()).ok())
-            .map(|u| u.server_name().to_owned())
             .filter(|s| s.as_str() != ours)
+            .filter_map(|s| ruma::ServerName::parse(s).ok())
             .collect();
-        servers.sort();
-        servers.dedup();
         Ok(servers)
     }
 
