@@ -1,4 +1,4 @@
-//! The headless `kith` binary: `serve`, `init`, `config validate`, `user add`.
+//! The headless `kith` binary: `serve`, `init`, `config validate`, `user add`, `check`.
 
 use std::{
     path::{Path, PathBuf},
@@ -64,6 +64,22 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Check whether other servers can federate with SERVER_NAME, the way they would look
+    /// it up and connect. Exits 0 only when federation is OK (1: it is not; 2: the check
+    /// could not run).
+    Check {
+        /// The server name to check (e.g. example.org).
+        server_name: String,
+        /// Print the report as JSON (matrix-federation-tester's field names, plus Kith's).
+        #[arg(long)]
+        json: bool,
+        /// Also trust the CA certificates in this PEM file (a private or test CA).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Ask this DNS server (IP or IP:PORT) instead of the system's.
+        #[arg(long)]
+        dns_server: Option<String>,
     },
 }
 
@@ -172,9 +188,67 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// `kith check`: the report on stdout, and whether federation is OK.
+async fn check(
+    server_name: &str,
+    json: bool,
+    ca_file: Option<PathBuf>,
+    dns_server: Option<String>,
+) -> Result<bool, String> {
+    let extra_roots_pem = match ca_file {
+        Some(file) => {
+            Some(std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?)
+        }
+        None => None,
+    };
+    let dns_server = match dns_server {
+        Some(text) => Some(
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| format!("--dns-server {text}: not an IP address or IP:PORT"))?,
+        ),
+        None => None,
+    };
+    let checker = kith::service::checker::Checker::new(&kith::service::checker::CheckerOptions {
+        dns_server,
+        extra_roots_pem,
+        timeout: std::time::Duration::ZERO,
+    })?;
+    let report = checker.check(server_name).await;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.federation_ok)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve { config } => serve(config).await,
+        Command::Check {
+            server_name,
+            json,
+            ca_file,
+            dns_server,
+        } => {
+            let ok = check(&server_name, json, ca_file, dns_server)
+                .await
+                .map_err(|e| format!("the check could not run: {e}"));
+            match ok {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::from(1)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Serve { config } => done(serve(config).await),
         Command::Init {
             server_name,
             data_dir,
@@ -215,7 +289,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             kith::crypto::write_private_file(&path, config.to_commented_toml().as_bytes())
                 .map_err(|e| e.to_string())?;
             println!("Wrote {}", path.display());
-            Ok(())
+            done(Ok(()))
         }
         Command::Config {
             command: ConfigCommand::Validate { config },
@@ -223,7 +297,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let path = config_path(config)?;
             load(&path)?;
             println!("{} is valid.", path.display());
-            Ok(())
+            done(Ok(()))
         }
         Command::User {
             command:
@@ -254,7 +328,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("Created {user_id}{}", if admin { " (admin)" } else { "" });
-            Ok(())
+            done(Ok(()))
         }
     }
 }
@@ -289,7 +363,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE

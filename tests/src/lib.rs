@@ -2,6 +2,7 @@
 //! HTTP client that reads like prose (`server.register("alice")`, `alice.create_room(..)`).
 //! [`synapse`] runs a real Synapse beside it for federation tests.
 
+pub mod checker;
 pub mod synapse;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub struct TestServer {
 /// Builds a [`TestServer`].
 pub struct TestServerBuilder {
     config: Config,
+    files: Vec<(std::path::PathBuf, Vec<u8>)>,
 }
 
 impl TestServerBuilder {
@@ -49,9 +51,22 @@ impl TestServerBuilder {
         self
     }
 
+    /// Puts a file into the data dir before the server starts (`path` relative to it).
+    pub fn file(mut self, path: impl AsRef<std::path::Path>, bytes: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.as_ref().to_path_buf(), bytes.into()));
+        self
+    }
+
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        for (path, bytes) in &self.files {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("a directory in the data dir");
+            }
+            std::fs::write(&path, bytes).expect("a file in the data dir");
+        }
         TestServer::start_in(self.config, dir).await
     }
 }
@@ -65,7 +80,10 @@ impl TestServer {
         };
         config.listen.client = "127.0.0.1:0".to_owned();
         config.registration.mode = RegistrationMode::Open;
-        TestServerBuilder { config }
+        TestServerBuilder {
+            config,
+            files: Vec::new(),
+        }
     }
 
     /// A server with test defaults.

@@ -45,15 +45,21 @@ impl Synapse {
     /// Generates a config in a temp dir and starts Synapse; returns once its client API
     /// answers. Presence is off, as most tests do not need its traffic.
     pub async fn start() -> Synapse {
-        Self::start_configured(false).await
+        Self::start_configured(false, None).await
     }
 
     /// [`Self::start`], with presence on (Synapse's own default).
     pub async fn start_with_presence() -> Synapse {
-        Self::start_configured(true).await
+        Self::start_configured(true, None).await
     }
 
-    async fn start_configured(presence: bool) -> Synapse {
+    /// [`Self::start`], with this certificate (PEM) on the federation listener, which then
+    /// listens on `::1` too, since `localhost` has both addresses.
+    pub async fn start_with_certificate(cert_pem: &str, key_pem: &str) -> Synapse {
+        Self::start_configured(false, Some((cert_pem, key_pem))).await
+    }
+
+    async fn start_configured(presence: bool, certificate: Option<(&str, &str)>) -> Synapse {
         let python = python();
         let dir = tempfile::tempdir().expect("temp dir");
         let federation_port = free_port();
@@ -89,15 +95,25 @@ registration_shared_secret: "{shared}"
         std::fs::write(path.join("homeserver.yaml"), base).expect("write Synapse's config");
         let cert = path.join("tls.crt");
         let key = path.join("tls.key");
-        kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
-            .expect("a certificate for Synapse");
+        let bind = match certificate {
+            Some((cert_pem, key_pem)) => {
+                std::fs::write(&cert, cert_pem).expect("write Synapse's certificate");
+                std::fs::write(&key, key_pem).expect("write Synapse's key");
+                "['127.0.0.1', '::1']"
+            }
+            None => {
+                kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
+                    .expect("a certificate for Synapse");
+                "['127.0.0.1']"
+            }
+        };
         let overrides = format!(
             r#"
 listeners:
   - port: {federation_port}
     type: http
     tls: true
-    bind_addresses: ['127.0.0.1']
+    bind_addresses: {bind}
     resources: [{{names: [federation], compress: false}}]
   - port: {client_port}
     type: http
