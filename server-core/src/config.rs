@@ -60,6 +60,48 @@ pub struct Config {
     pub media: MediaConfig,
     /// Talking to other servers.
     pub federation: FederationConfig,
+    /// The federation connectivity checker and the server's self-check.
+    pub checker: CheckerConfig,
+}
+
+/// The federation connectivity checker, and how often the server checks itself with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckerConfig {
+    /// Hours between self-checks while the federation listener is on; one also runs at
+    /// start. 0: only at start.
+    pub self_check_hours: u32,
+    /// The DNS server checks ask (`IP` or `IP:PORT`). Empty: the system's.
+    pub dns_server: String,
+    /// A PEM file of certificate authorities that checks trust besides the system's (a
+    /// private CA). Empty: none.
+    pub ca_file: String,
+    /// A matrix-federation-tester API (its `/api/report`) that the self-check also asks,
+    /// for the view from outside the home network. Empty: off.
+    pub external_tester_url: String,
+}
+
+impl Default for CheckerConfig {
+    fn default() -> Self {
+        Self {
+            self_check_hours: 6,
+            dns_server: String::new(),
+            ca_file: String::new(),
+            external_tester_url: String::new(),
+        }
+    }
+}
+
+impl CheckerConfig {
+    /// The DNS server as an address (port 53 when none is given).
+    pub fn dns_server_addr(&self) -> Option<SocketAddr> {
+        let text = self.dns_server.trim();
+        text.parse::<SocketAddr>().ok().or_else(|| {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+    }
 }
 
 /// Talking to other servers (spec: server-server-api.md).
@@ -188,6 +230,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            checker: CheckerConfig::default(),
         }
     }
 }
@@ -291,6 +334,29 @@ impl Config {
                     "`{}` is not an IP address and port, such as 0.0.0.0:8448",
                     self.listen.federation
                 ),
+            ));
+        }
+        if !self.checker.dns_server.is_empty() && self.checker.dns_server_addr().is_none() {
+            problems.push(problem(
+                "checker.dns_server",
+                format!(
+                    "`{}` is not an IP address, or IP address and port, such as 192.0.2.53",
+                    self.checker.dns_server
+                ),
+            ));
+        }
+        if !self.checker.ca_file.is_empty() && !Path::new(&self.checker.ca_file).is_file() {
+            problems.push(problem(
+                "checker.ca_file",
+                format!("`{}` is not a readable file", self.checker.ca_file),
+            ));
+        }
+        let tester = &self.checker.external_tester_url;
+        let is_url = tester.starts_with("https://") || tester.starts_with("http://");
+        if !tester.is_empty() && !is_url {
+            problems.push(problem(
+                "checker.external_tester_url",
+                format!("`{tester}` is not an http(s) URL"),
             ));
         }
         let base_url = &self.well_known.client_base_url;
@@ -433,7 +499,19 @@ impl Config {
              allow_private_addresses = {allow_private_addresses}\n\
              # Send your users' presence (online, away, last active) to the other servers in\n\
              # their rooms. Off by default: it tells others when you are at your computer.\n\
-             send_presence = {send_presence}\n",
+             send_presence = {send_presence}\n\
+             \n\
+             [checker]\n\
+             # Hours between the server's checks of its own federation (one also runs at start).\n\
+             # 0: only at start.\n\
+             self_check_hours = {self_check_hours}\n\
+             # The DNS server that checks ask (\"IP\" or \"IP:PORT\"). Empty: the system's.\n\
+             dns_server = {dns_server}\n\
+             # A PEM file of extra certificate authorities that checks trust (a private CA).\n\
+             ca_file = {ca_file}\n\
+             # A federation tester on the internet that the self-check also asks, for the view\n\
+             # from outside your network (matrix-federation-tester's API). Empty: off.\n\
+             external_tester_url = {external_tester_url}\n",
             server_name = toml_string(&self.server_name),
             client = toml_string(&self.listen.client),
             federation = toml_string(&self.listen.federation),
@@ -451,6 +529,10 @@ impl Config {
             verify_certificates = self.federation.verify_certificates,
             allow_private_addresses = self.federation.allow_private_addresses,
             send_presence = self.federation.send_presence,
+            self_check_hours = self.checker.self_check_hours,
+            dns_server = toml_string(&self.checker.dns_server),
+            ca_file = toml_string(&self.checker.ca_file),
+            external_tester_url = toml_string(&self.checker.external_tester_url),
         )
     }
 }
@@ -487,13 +569,22 @@ mod tests {
     #[test]
     fn validation_reports_every_problem_at_once() {
         let config = Config::from_toml(
-            "server_name = \"bad name!\"\n[listen]\nclient = \"nowhere\"\n[rooms]\ndefault_version = \"3\"\n",
+            "server_name = \"bad name!\"\n[listen]\nclient = \"nowhere\"\n[rooms]\ndefault_version = \"3\"\n\
+             [checker]\ndns_server = \"dns.example\"\nca_file = \"/no/such/ca.pem\"\n\
+             external_tester_url = \"ftp://tester\"\n",
         )
         .expect("syntax is fine");
         let fields: Vec<_> = config.validate().into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
-            ["server_name", "listen.client", "rooms.default_version"]
+            [
+                "server_name",
+                "listen.client",
+                "checker.dns_server",
+                "checker.ca_file",
+                "checker.external_tester_url",
+                "rooms.default_version"
+            ]
         );
     }
 

@@ -17,7 +17,10 @@ use crate::{
     config::Config,
     crypto,
     error::{Error, Result},
-    service::Services,
+    service::{
+        Services,
+        health::{FederationHealth, HealthState},
+    },
     storage::Store,
 };
 
@@ -56,6 +59,13 @@ pub enum ServerEvent {
         /// The address it listens on.
         client_addr: SocketAddr,
     },
+    /// A federation self-check finished (at start, every few hours, or when asked).
+    FederationHealth {
+        /// `ok`, `degraded` or `failing`.
+        state: HealthState,
+        /// One line for the tray ("federation OK", or what is wrong first).
+        summary: String,
+    },
     /// Shutdown has begun; in-flight requests are finishing.
     Stopping,
     /// The server has stopped.
@@ -79,6 +89,8 @@ pub struct Status {
     pub room_count: u64,
     /// Resident memory of this process, in bytes (if the OS tells).
     pub rss_bytes: Option<u64>,
+    /// The latest federation self-check: state, summary line, and when (ms).
+    pub federation_health: Option<(HealthState, String, i64)>,
 }
 
 /// A started server.
@@ -90,6 +102,8 @@ pub struct RunningServer {
     events: broadcast::Sender<ServerEvent>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The self-check loop and the task that turns its results into server events.
+    health_tasks: Vec<JoinHandle<()>>,
 }
 
 /// Opens the data dir's database and signing key and builds the services.
@@ -224,6 +238,11 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     // What the federation outbox held when Kith stopped goes out now.
     services.federation.start_sending().await?;
     let _ = events.send(ServerEvent::Started { client_addr });
+    let health_tasks = if services.health.enabled() {
+        start_self_checks(&services, &events)
+    } else {
+        Vec::new()
+    };
     tracing::info!(
         %client_addr,
         federation_addr = ?federation.as_ref().map(|f| f.addr),
@@ -238,7 +257,51 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         events,
         shutdown,
         task,
+        health_tasks,
     })
+}
+
+/// Checks the server's own federation now and then every `checker.self_check_hours`, and
+/// turns each result (these, and those asked for through the admin API or
+/// [`RunningServer::check_federation_now`]) into a [`ServerEvent::FederationHealth`].
+fn start_self_checks(
+    services: &Services,
+    events: &broadcast::Sender<ServerEvent>,
+) -> Vec<JoinHandle<()>> {
+    let mut results = services.health.subscribe();
+    let events = events.clone();
+    let forward = tokio::spawn(async move {
+        loop {
+            match results.recv().await {
+                Ok(health) => {
+                    let _ = events.send(ServerEvent::FederationHealth {
+                        state: health.state,
+                        summary: health.summary,
+                    });
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let health = services.health.clone();
+    let repeat = tokio::spawn(async move {
+        loop {
+            match health.check_now().await {
+                Ok(result) => tracing::info!(
+                    state = ?result.state,
+                    summary = %result.summary,
+                    "federation self-check"
+                ),
+                Err(e) => tracing::warn!(error = %e, "the federation self-check could not run"),
+            }
+            match health.interval() {
+                Some(interval) => tokio::time::sleep(interval).await,
+                None => return,
+            }
+        }
+    });
+    vec![forward, repeat]
 }
 
 impl RunningServer {
@@ -272,12 +335,31 @@ impl RunningServer {
             user_count: self.services.users.count().await?,
             room_count: self.services.rooms.count().await?,
             rss_bytes: memory_stats::memory_stats().map(|m| m.physical_mem as u64),
+            federation_health: self
+                .services
+                .health
+                .last()
+                .map(|h| (h.state, h.summary, h.checked_at)),
         })
+    }
+
+    /// Runs the federation self-check now (the tray's "Check federation now"); the result
+    /// also goes out as a [`ServerEvent::FederationHealth`].
+    pub async fn check_federation_now(&self) -> Result<FederationHealth> {
+        if !self.services.health.enabled() {
+            return Err(Error::not_found(
+                "This server has no federation listener, so there is no federation to check.",
+            ));
+        }
+        self.services.health.check_now().await
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and returns when done.
     pub async fn stop(self) -> Result<()> {
         let _ = self.events.send(ServerEvent::Stopping);
+        for task in &self.health_tasks {
+            task.abort();
+        }
         // Long-polling syncs answer now with what they have; other requests finish.
         self.services.notifier.close();
         self.services.federation.stop_sending();

@@ -9,6 +9,7 @@
 //! bodies are parsed with small serde structs, not registered from ruma request types.
 //! Moving to ruma's `IncomingRequest` metadata is planned; the paths here follow the spec.
 
+mod admin;
 mod client;
 mod extract;
 pub mod federation;
@@ -67,6 +68,7 @@ pub fn router(services: Services) -> Router {
         ]);
     Router::new()
         .merge(client::routes())
+        .merge(admin::routes())
         .route("/_matrix/key/v2/server", get(federation::server_keys))
         .route(
             "/_matrix/key/v2/server/{key_id}",

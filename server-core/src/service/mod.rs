@@ -12,6 +12,7 @@ pub mod account;
 pub mod checker;
 pub mod e2ee;
 pub mod federation;
+pub mod health;
 mod locks;
 pub mod media;
 pub mod notifier;
@@ -66,6 +67,8 @@ pub struct Services {
     pub media: media::Media,
     /// Talking to other servers: discovery, signed requests, server keys.
     pub federation: federation::Federation,
+    /// Federation health: the self-check and outbound delivery.
+    pub health: health::Health,
 }
 
 impl Services {
@@ -132,6 +135,7 @@ impl Services {
             media_dir,
             federation.clone(),
         )?;
+        let health = health::Health::new(&config, federation.clone());
         Ok(Self {
             config,
             identity,
@@ -146,6 +150,7 @@ impl Services {
             presence,
             media,
             federation,
+            health,
         })
     }
 }

@@ -358,3 +358,124 @@ async fn a_real_synapse_with_a_trusted_certificate_is_reported_federation_ok() {
         report.to_text()
     );
 }
+
+/// A stand-in for matrix-federation-tester's API: `/api/report` answers `FederationOK`
+/// with what `ok` holds.
+async fn fake_tester(ok: std::sync::Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    use axum::{Router, routing::get};
+    let app = Router::new().route(
+        "/api/report",
+        get(move |query: axum::extract::RawQuery| {
+            let ok = ok.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                assert_eq!(query.0.as_deref(), Some("server_name=watched.test"));
+                axum::Json(json!({ "FederationOK": ok }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn the_server_checks_its_own_federation_and_tells_admins_and_the_event_stream() {
+    let dns = TestDns::start().await;
+    let ca = TestCa::new();
+    let ip = loopback_ip();
+    dns.address("watched.test", ip);
+    let tester_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let tester = fake_tester(tester_ok.clone()).await;
+    let ca_dir = tempfile::tempdir().expect("a temp dir");
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).expect("write the CA");
+    let cert = ca.issue(&["watched.test"], 90);
+    let server = TestServer::builder()
+        .config(|c| {
+            c.server_name = "watched.test".to_owned();
+            c.listen.federation = SocketAddr::new(ip, 8448).to_string();
+            c.checker.dns_server = dns.addr.to_string();
+            c.checker.ca_file = ca_file.display().to_string();
+            c.checker.external_tester_url = format!("http://{tester}");
+        })
+        .file("tls/federation.crt", cert.cert_pem)
+        .file("tls/federation.key", cert.key_pem)
+        .start()
+        .await;
+
+    // The check at start shows in the status the dashboard and tray read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        let status = server.server().status().await.expect("status");
+        if let Some(health) = status.federation_health {
+            break health;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no self-check after 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (health.0, health.1.as_str()),
+        (kith::service::health::HealthState::Ok, "federation OK")
+    );
+
+    // Admins read it through the admin API; others may not.
+    let admin_id = server
+        .server()
+        .services()
+        .users
+        .create("root", Some("a long admin password"), true)
+        .await
+        .expect("an admin");
+    assert!(admin_id.as_str().starts_with("@root:"));
+    let (status, login) = server.login("root", "a long admin password").await;
+    assert_eq!(status, 200, "{login}");
+    let admin = server.anonymous().with_login(&login);
+    let (status, body) = admin.get("/_kith/admin/v1/federation/health").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "ok");
+    assert_eq!(body["report"]["FederationOK"], true);
+    assert_eq!(body["report"]["External"]["FederationOK"], true);
+    let (status, body) = admin
+        .get("/_kith/admin/v1/federation/check?server_name=watched.test")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["FederationOK"], true);
+    assert_eq!(body["ServerName"], "watched.test");
+    let someone = server.register("someone").await;
+    let (status, body) = someone.get("/_kith/admin/v1/federation/health").await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+
+    // When the outside view disagrees, federation is failing, and the event says why.
+    tester_ok.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut events = server.server().subscribe();
+    let (status, body) = admin
+        .post("/_kith/admin/v1/federation/health", json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "failing");
+    let expected = format!(
+        "federation failing: the federation tester at http://{tester} cannot federate with this server"
+    );
+    assert_eq!(body["summary"], expected.as_str());
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event in time")
+        .expect("an event");
+    assert_eq!(
+        event,
+        kith::control::ServerEvent::FederationHealth {
+            state: kith::service::health::HealthState::Failing,
+            summary: expected,
+        }
+    );
+    server.stop().await;
+}

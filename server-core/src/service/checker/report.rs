@@ -73,6 +73,23 @@ pub struct Report {
     /// Kith: how far the result can be trusted from where the check ran.
     #[serde(rename = "Notes")]
     pub notes: Vec<String>,
+    /// Kith: what an external federation tester said, when one was asked.
+    #[serde(rename = "External", default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalResult>,
+}
+
+/// An external federation tester's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalResult {
+    /// The tester's base URL.
+    #[serde(rename = "URL")]
+    pub url: String,
+    /// Its `FederationOK`, when it answered.
+    #[serde(rename = "FederationOK")]
+    pub federation_ok: Option<bool>,
+    /// Why it did not answer.
+    #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The overall health.
