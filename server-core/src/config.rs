@@ -60,8 +60,65 @@ pub struct Config {
     pub media: MediaConfig,
     /// Talking to other servers.
     pub federation: FederationConfig,
+    /// The federation listener's certificate.
+    pub tls: TlsConfig,
     /// The federation connectivity checker and the server's self-check.
     pub checker: CheckerConfig,
+}
+
+/// Where the federation listener's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TlsMode {
+    /// Made by Kith for the server name; other servers on the internet will not trust it
+    /// (for a LAN, tests and private federations).
+    #[default]
+    #[serde(rename = "self-signed")]
+    SelfSigned,
+    /// PEM files of the user's own (chain and key), reloaded when they change.
+    #[serde(rename = "files")]
+    Files,
+}
+
+impl TlsMode {
+    /// The name in `kith.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfSigned => "self-signed",
+            Self::Files => "files",
+        }
+    }
+}
+
+/// The federation listener's certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// "self-signed" or "files".
+    pub mode: TlsMode,
+    /// With "files": the PEM certificate chain, the server's certificate first.
+    pub certificate: String,
+    /// With "files": the PEM private key.
+    pub private_key: String,
+}
+
+impl Config {
+    /// The host name the federation certificate must cover: the delegated host when
+    /// `well_known.server` delegates, else the server name's host (spec:
+    /// server-server-api.md, "Resolving server names").
+    pub fn certificate_host(&self) -> String {
+        let name = if self.well_known.server.is_empty() {
+            &self.server_name
+        } else {
+            &self.well_known.server
+        };
+        let host = match name.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => name
+                .rsplit_once(':')
+                .map_or(name.as_str(), |(host, _)| host),
+        };
+        host.to_owned()
+    }
 }
 
 /// The federation connectivity checker, and how often the server checks itself with it.
@@ -230,6 +287,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            tls: TlsConfig::default(),
             checker: CheckerConfig::default(),
         }
     }
@@ -335,6 +393,18 @@ impl Config {
                     self.listen.federation
                 ),
             ));
+        }
+        if self.tls.mode == TlsMode::Files {
+            for (field, path) in [
+                ("tls.certificate", &self.tls.certificate),
+                ("tls.private_key", &self.tls.private_key),
+            ] {
+                if path.is_empty() {
+                    problems.push(problem(field, "is required when tls.mode is \"files\""));
+                } else if !Path::new(path).is_file() {
+                    problems.push(problem(field, format!("`{path}` is not a readable file")));
+                }
+            }
         }
         if !self.checker.dns_server.is_empty() && self.checker.dns_server_addr().is_none() {
             problems.push(problem(
@@ -501,6 +571,16 @@ impl Config {
              # their rooms. Off by default: it tells others when you are at your computer.\n\
              send_presence = {send_presence}\n\
              \n\
+             [tls]\n\
+             # Where the federation listener's certificate comes from: \"self-signed\" (made by\n\
+             # Kith; servers on the internet will not trust it, so only for a LAN, tests and\n\
+             # private federations) or \"files\" (your own PEM files, reloaded when they change).\n\
+             mode = \"{tls_mode}\"\n\
+             # With \"files\": the certificate chain (your certificate first, then the\n\
+             # intermediates; a \"fullchain\" file) and its private key.\n\
+             certificate = {tls_certificate}\n\
+             private_key = {tls_private_key}\n\
+             \n\
              [checker]\n\
              # Hours between the server's checks of its own federation (one also runs at start).\n\
              # 0: only at start.\n\
@@ -529,6 +609,9 @@ impl Config {
             verify_certificates = self.federation.verify_certificates,
             allow_private_addresses = self.federation.allow_private_addresses,
             send_presence = self.federation.send_presence,
+            tls_mode = self.tls.mode.as_str(),
+            tls_certificate = toml_string(&self.tls.certificate),
+            tls_private_key = toml_string(&self.tls.private_key),
             self_check_hours = self.checker.self_check_hours,
             dns_server = toml_string(&self.checker.dns_server),
             ca_file = toml_string(&self.checker.ca_file),

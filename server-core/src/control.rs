@@ -19,6 +19,7 @@ use crate::{
     error::{Error, Result},
     service::{
         Services,
+        certificates::{CertificateEvent, CertificateStatus, Certificates},
         health::{FederationHealth, HealthState},
     },
     storage::Store,
@@ -41,13 +42,11 @@ pub mod layout {
     pub fn media(data_dir: &Path) -> PathBuf {
         data_dir.join("media")
     }
-    /// The federation listener's self-signed certificate.
-    pub fn federation_cert(data_dir: &Path) -> PathBuf {
-        data_dir.join("tls").join("federation.crt")
-    }
-    /// Its private key (0600).
-    pub fn federation_key(data_dir: &Path) -> PathBuf {
-        data_dir.join("tls").join("federation.key")
+    /// The federation listener's self-signed certificate and its key (0600), made on first
+    /// start when `tls.mode` is "self-signed".
+    pub fn self_signed_certificate(data_dir: &Path) -> (PathBuf, PathBuf) {
+        let dir = data_dir.join("tls");
+        (dir.join("federation.crt"), dir.join("federation.key"))
     }
 }
 
@@ -66,6 +65,8 @@ pub enum ServerEvent {
         /// One line for the tray ("federation OK", or what is wrong first).
         summary: String,
     },
+    /// The federation certificate changed, failed to change, or expires soon.
+    Certificate(CertificateEvent),
     /// Shutdown has begun; in-flight requests are finishing.
     Stopping,
     /// The server has stopped.
@@ -91,6 +92,8 @@ pub struct Status {
     pub rss_bytes: Option<u64>,
     /// The latest federation self-check: state, summary line, and when (ms).
     pub federation_health: Option<(HealthState, String, i64)>,
+    /// The federation listener's certificate: names, end and days left.
+    pub certificate: Option<CertificateStatus>,
 }
 
 /// A started server.
@@ -102,8 +105,11 @@ pub struct RunningServer {
     events: broadcast::Sender<ServerEvent>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    /// The self-check loop and the task that turns its results into server events.
-    health_tasks: Vec<JoinHandle<()>>,
+    /// The federation certificate, when there is a federation listener.
+    certificates: Option<Certificates>,
+    /// The self-check loop, the certificate watch, and the tasks that turn their results
+    /// into server events.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Opens the data dir's database and signing key and builds the services.
@@ -132,42 +138,27 @@ struct FederationListener {
 /// How long federation requests in flight may take to finish at shutdown.
 const FEDERATION_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The rustls configuration of the federation listener (TLS 1.2 and 1.3, HTTP/2 and 1.1).
-fn federation_tls(identity: &crypto::TlsIdentity) -> Result<rustls::ServerConfig> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let certs = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("federation certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-        .map_err(|e| Error::internal(format!("federation key: {e}")))?;
+/// The rustls configuration of the federation listener (TLS 1.2 and 1.3, HTTP/2 and 1.1),
+/// whose certificate comes from `certificates` at each handshake.
+fn federation_tls(certificates: &Certificates) -> Result<rustls::ServerConfig> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(Error::internal)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| Error::internal(format!("federation certificate and key: {e}")))?;
+        .with_cert_resolver(certificates.resolver());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// Binds the federation listener (TLS with a self-signed certificate for the server name's
-/// host, made on first start) and serves the federation API on it.
+/// Binds the federation listener (TLS with the certificate `certificates` serves) and
+/// serves the federation API on it.
 fn start_federation(
     services: &Services,
     addr: &str,
-    data_dir: &Path,
+    certificates: &Certificates,
 ) -> Result<FederationListener> {
-    let (host, _) = crate::service::federation::discovery::split_host_port(
-        services.identity.server_name.as_str(),
-    )
-    .ok_or_else(|| Error::internal("the server name has no host"))?;
-    let identity = crypto::load_or_create_self_signed(
-        &layout::federation_cert(data_dir),
-        &layout::federation_key(data_dir),
-        &host,
-    )?;
-    let tls = federation_tls(&identity)?;
+    let tls = federation_tls(certificates)?;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::internal(format!("cannot listen for federation on {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
@@ -187,6 +178,47 @@ fn start_federation(
     Ok(FederationListener { addr, handle, task })
 }
 
+/// Watches the certificate: reloads own files when they change (every few seconds), checks
+/// the expiry every hour, and turns certificate events into [`ServerEvent::Certificate`].
+fn start_certificate_tasks(
+    certificates: &Certificates,
+    events: &broadcast::Sender<ServerEvent>,
+) -> Vec<JoinHandle<()>> {
+    let mut updates = certificates.subscribe();
+    let events = events.clone();
+    let forward = tokio::spawn(async move {
+        loop {
+            match updates.recv().await {
+                Ok(event) => {
+                    let _ = events.send(ServerEvent::Certificate(event));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let watched = certificates.clone();
+    let watch = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CERTIFICATE_POLL);
+        let mut ticks: u64 = 0;
+        loop {
+            tick.tick().await;
+            ticks += 1;
+            if watched.watches_files() {
+                let certificates = watched.clone();
+                let _ = tokio::task::spawn_blocking(move || certificates.reload_if_changed()).await;
+            }
+            if ticks.is_multiple_of(3600 / CERTIFICATE_POLL.as_secs()) {
+                watched.check_expiry();
+            }
+        }
+    });
+    vec![forward, watch]
+}
+
+/// How often own certificate files are looked at for changes.
+const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Starts a server: opens `data_dir`, binds the client listener (and the federation
 /// listener, if configured) and serves until stopped.
 pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
@@ -202,13 +234,25 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         );
     }
     let dir = data_dir.clone();
+    let tls_config = config.clone();
     let services = tokio::task::spawn_blocking(move || open(config, &dir))
         .await
         .map_err(Error::internal)??;
-    let federation = if federation_addr.is_empty() {
+    let certificates = if federation_addr.is_empty() {
         None
     } else {
-        Some(start_federation(&services, &federation_addr, &data_dir)?)
+        let dir = data_dir.clone();
+        Some(
+            tokio::task::spawn_blocking(move || {
+                Certificates::load(&tls_config, layout::self_signed_certificate(&dir))
+            })
+            .await
+            .map_err(Error::internal)??,
+        )
+    };
+    let federation = match &certificates {
+        None => None,
+        Some(certificates) => Some(start_federation(&services, &federation_addr, certificates)?),
     };
     let listener = TcpListener::bind(&addr)
         .await
@@ -238,11 +282,14 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     // What the federation outbox held when Kith stopped goes out now.
     services.federation.start_sending().await?;
     let _ = events.send(ServerEvent::Started { client_addr });
-    let health_tasks = if services.health.enabled() {
+    let mut background = if services.health.enabled() {
         start_self_checks(&services, &events)
     } else {
         Vec::new()
     };
+    if let Some(certificates) = &certificates {
+        background.extend(start_certificate_tasks(certificates, &events));
+    }
     tracing::info!(
         %client_addr,
         federation_addr = ?federation.as_ref().map(|f| f.addr),
@@ -257,7 +304,8 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         events,
         shutdown,
         task,
-        health_tasks,
+        certificates,
+        background,
     })
 }
 
@@ -340,6 +388,7 @@ impl RunningServer {
                 .health
                 .last()
                 .map(|h| (h.state, h.summary, h.checked_at)),
+            certificate: self.certificates.as_ref().and_then(Certificates::status),
         })
     }
 
@@ -357,7 +406,7 @@ impl RunningServer {
     /// Stops accepting connections, lets in-flight requests finish, and returns when done.
     pub async fn stop(self) -> Result<()> {
         let _ = self.events.send(ServerEvent::Stopping);
-        for task in &self.health_tasks {
+        for task in &self.background {
             task.abort();
         }
         // Long-polling syncs answer now with what they have; other requests finish.

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod bench_federation;
+mod certificates;
 mod checker;
 mod e2ee;
 mod e2ee_sdk;

@@ -5,7 +5,7 @@
 //! failure comes with the sentence that says how to fix it. `kith check`, the admin API and
 //! the server's self-check use it.
 
-mod certificate;
+pub(crate) mod certificate;
 mod keys;
 mod probe;
 pub mod report;
