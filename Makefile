@@ -10,7 +10,8 @@ deps:
 	@command -v cargo >/dev/null || { echo "Rust is required: install it with rustup"; exit 1; }
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
 
-# Synapse from PyPI in a cached venv, the real peer of the federation tests.
+# Synapse from PyPI in a cached venv, the real peer of the federation tests; Pebble from
+# Debian, the ACME authority of the certificate tests (`make test` installs both).
 synapse:
 	tests/synapse/install.sh
 
@@ -24,6 +25,7 @@ run:
 # Synapse installs (network-bound) while the tests build (CPU-bound).
 test: deps
 	$(CARGO) fmt --all -- --check
+	tests/pebble/install.sh
 	@tests/synapse/install.sh & installer=$$!; \
 	if ! $(CARGO) nextest run --workspace --no-run; then kill $$installer; exit 1; fi; \
 	wait $$installer

@@ -77,6 +77,32 @@ pub enum TlsMode {
     /// PEM files of the user's own (chain and key), reloaded when they change.
     #[serde(rename = "files")]
     Files,
+    /// Obtained and renewed from an ACME authority (Let's Encrypt by default).
+    #[serde(rename = "acme")]
+    Acme,
+}
+
+/// How the ACME authority checks that this server answers for its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AcmeChallenge {
+    /// A special certificate on the federation listener, which must be reachable on port
+    /// 443 from the internet (RFC 8737).
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A file served over plain HTTP on port 80 (RFC 8555, section 8.3).
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+impl AcmeChallenge {
+    /// The name in `kith.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TlsAlpn01 => "tls-alpn-01",
+            Self::Http01 => "http-01",
+        }
+    }
 }
 
 impl TlsMode {
@@ -85,20 +111,51 @@ impl TlsMode {
         match self {
             Self::SelfSigned => "self-signed",
             Self::Files => "files",
+            Self::Acme => "acme",
         }
     }
 }
 
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
 /// The federation listener's certificate.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
-    /// "self-signed" or "files".
+    /// "self-signed", "files" or "acme".
     pub mode: TlsMode,
     /// With "files": the PEM certificate chain, the server's certificate first.
     pub certificate: String,
     /// With "files": the PEM private key.
     pub private_key: String,
+    /// With "acme": the authority's directory URL.
+    pub acme_directory: String,
+    /// With "acme": a contact email for the authority's expiry notices (optional).
+    pub acme_contact: String,
+    /// With "acme": "tls-alpn-01" or "http-01".
+    pub acme_challenge: AcmeChallenge,
+    /// With "acme" and "http-01": where the challenge files are served (port 80 as seen
+    /// from the internet).
+    pub acme_http_listen: String,
+    /// With "acme": a PEM file with the root that the authority's own HTTPS certificate
+    /// chains to, for a private or test authority. Empty: the system's roots.
+    pub acme_ca_file: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::default(),
+            certificate: String::new(),
+            private_key: String::new(),
+            acme_directory: LETS_ENCRYPT.to_owned(),
+            acme_contact: String::new(),
+            acme_challenge: AcmeChallenge::default(),
+            acme_http_listen: "0.0.0.0:80".to_owned(),
+            acme_ca_file: String::new(),
+        }
+    }
 }
 
 impl Config {
@@ -406,6 +463,37 @@ impl Config {
                 }
             }
         }
+        if self.tls.mode == TlsMode::Acme {
+            if !self.tls.acme_directory.starts_with("https://") {
+                problems.push(problem(
+                    "tls.acme_directory",
+                    format!("`{}` is not an https URL", self.tls.acme_directory),
+                ));
+            }
+            if self.certificate_host().parse::<std::net::IpAddr>().is_ok() {
+                problems.push(problem(
+                    "tls.mode",
+                    "ACME certificates are for DNS names; this server's name is an IP address",
+                ));
+            }
+            if self.tls.acme_challenge == AcmeChallenge::Http01
+                && self.tls.acme_http_listen.parse::<SocketAddr>().is_err()
+            {
+                problems.push(problem(
+                    "tls.acme_http_listen",
+                    format!(
+                        "`{}` is not an IP address and port, such as 0.0.0.0:80",
+                        self.tls.acme_http_listen
+                    ),
+                ));
+            }
+            if !self.tls.acme_ca_file.is_empty() && !Path::new(&self.tls.acme_ca_file).is_file() {
+                problems.push(problem(
+                    "tls.acme_ca_file",
+                    format!("`{}` is not a readable file", self.tls.acme_ca_file),
+                ));
+            }
+        }
         if !self.checker.dns_server.is_empty() && self.checker.dns_server_addr().is_none() {
             problems.push(problem(
                 "checker.dns_server",
@@ -574,12 +662,23 @@ impl Config {
              [tls]\n\
              # Where the federation listener's certificate comes from: \"self-signed\" (made by\n\
              # Kith; servers on the internet will not trust it, so only for a LAN, tests and\n\
-             # private federations) or \"files\" (your own PEM files, reloaded when they change).\n\
+             # private federations), \"files\" (your own PEM files, reloaded when they change)\n\
+             # or \"acme\" (obtained and renewed automatically, from Let's Encrypt by default).\n\
              mode = \"{tls_mode}\"\n\
              # With \"files\": the certificate chain (your certificate first, then the\n\
              # intermediates; a \"fullchain\" file) and its private key.\n\
              certificate = {tls_certificate}\n\
              private_key = {tls_private_key}\n\
+             # With \"acme\": the authority (Let's Encrypt unless you name another), a contact\n\
+             # email for its notices (optional), and how it checks that you own the name:\n\
+             # \"tls-alpn-01\" (the federation listener must be reachable on port 443) or\n\
+             # \"http-01\" (a file on port 80, served on acme_http_listen).\n\
+             acme_directory = {acme_directory}\n\
+             acme_contact = {acme_contact}\n\
+             acme_challenge = \"{acme_challenge}\"\n\
+             acme_http_listen = {acme_http_listen}\n\
+             # A PEM root for a private or test authority's own HTTPS. Empty: the system's.\n\
+             acme_ca_file = {acme_ca_file}\n\
              \n\
              [checker]\n\
              # Hours between the server's checks of its own federation (one also runs at start).\n\
@@ -612,6 +711,11 @@ impl Config {
             tls_mode = self.tls.mode.as_str(),
             tls_certificate = toml_string(&self.tls.certificate),
             tls_private_key = toml_string(&self.tls.private_key),
+            acme_directory = toml_string(&self.tls.acme_directory),
+            acme_contact = toml_string(&self.tls.acme_contact),
+            acme_challenge = self.tls.acme_challenge.as_str(),
+            acme_http_listen = toml_string(&self.tls.acme_http_listen),
+            acme_ca_file = toml_string(&self.tls.acme_ca_file),
             self_check_hours = self.checker.self_check_hours,
             dns_server = toml_string(&self.checker.dns_server),
             ca_file = toml_string(&self.checker.ca_file),

@@ -42,11 +42,15 @@ pub mod layout {
     pub fn media(data_dir: &Path) -> PathBuf {
         data_dir.join("media")
     }
-    /// The federation listener's self-signed certificate and its key (0600), made on first
-    /// start when `tls.mode` is "self-signed".
-    pub fn self_signed_certificate(data_dir: &Path) -> (PathBuf, PathBuf) {
+    /// The federation listener's certificates: the self-signed one and its key (0600),
+    /// made on first start when `tls.mode` is "self-signed"; with "acme", the account,
+    /// certificate and key in `acme/`.
+    pub fn certificates(data_dir: &Path) -> crate::service::certificates::CertificateFiles {
         let dir = data_dir.join("tls");
-        (dir.join("federation.crt"), dir.join("federation.key"))
+        crate::service::certificates::CertificateFiles {
+            self_signed: (dir.join("federation.crt"), dir.join("federation.key")),
+            acme_dir: data_dir.join("acme"),
+        }
     }
 }
 
@@ -147,7 +151,11 @@ fn federation_tls(certificates: &Certificates) -> Result<rustls::ServerConfig> {
         .map_err(Error::internal)?
         .with_no_client_auth()
         .with_cert_resolver(certificates.resolver());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        crate::service::certificates::acme::ACME_TLS_ALPN.to_vec(),
+    ];
     Ok(config)
 }
 
@@ -183,6 +191,7 @@ fn start_federation(
 fn start_certificate_tasks(
     certificates: &Certificates,
     events: &broadcast::Sender<ServerEvent>,
+    http_challenge_listener: Option<TcpListener>,
 ) -> Vec<JoinHandle<()>> {
     let mut updates = certificates.subscribe();
     let events = events.clone();
@@ -213,7 +222,42 @@ fn start_certificate_tasks(
             }
         }
     });
-    vec![forward, watch]
+    let mut tasks = vec![
+        forward,
+        watch,
+        tokio::spawn(certificates.clone().run_acme()),
+    ];
+    if certificates.serves_http_challenges() {
+        tasks.push(tokio::spawn(serve_http_challenges(
+            certificates.clone(),
+            http_challenge_listener,
+        )));
+    }
+    tasks
+}
+
+/// Serves ACME HTTP-01 answers (`/.well-known/acme-challenge/{token}`, RFC 8555 section
+/// 8.3) on plain HTTP; everything else is 404.
+async fn serve_http_challenges(certificates: Certificates, listener: Option<TcpListener>) {
+    use axum::{extract::Path as UrlPath, http::StatusCode, routing::get};
+    let Some(listener) = listener else {
+        return;
+    };
+    let app = axum::Router::new().route(
+        "/.well-known/acme-challenge/{token}",
+        get(move |UrlPath(token): UrlPath<String>| {
+            let answer = certificates.http_challenge(&token);
+            async move {
+                match answer {
+                    Some(answer) => (StatusCode::OK, answer),
+                    None => (StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "the ACME challenge listener stopped");
+    }
 }
 
 /// How often own certificate files are looked at for changes.
@@ -235,6 +279,7 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     }
     let dir = data_dir.clone();
     let tls_config = config.clone();
+    let tls_http_listen = config.tls.acme_http_listen.clone();
     let services = tokio::task::spawn_blocking(move || open(config, &dir))
         .await
         .map_err(Error::internal)??;
@@ -244,11 +289,21 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         let dir = data_dir.clone();
         Some(
             tokio::task::spawn_blocking(move || {
-                Certificates::load(&tls_config, layout::self_signed_certificate(&dir))
+                Certificates::load(&tls_config, layout::certificates(&dir))
             })
             .await
             .map_err(Error::internal)??,
         )
+    };
+    // ACME's HTTP-01 answers need their own plain-HTTP listener (port 80 from outside).
+    let http_challenge_listener = match &certificates {
+        Some(certificates) if certificates.serves_http_challenges() => {
+            let addr = &tls_http_listen;
+            Some(TcpListener::bind(addr).await.map_err(|e| {
+                Error::internal(format!("cannot listen for ACME challenges on {addr}: {e}"))
+            })?)
+        }
+        _ => None,
     };
     let federation = match &certificates {
         None => None,
@@ -288,7 +343,11 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         Vec::new()
     };
     if let Some(certificates) = &certificates {
-        background.extend(start_certificate_tasks(certificates, &events));
+        background.extend(start_certificate_tasks(
+            certificates,
+            &events,
+            http_challenge_listener,
+        ));
     }
     tracing::info!(
         %client_addr,

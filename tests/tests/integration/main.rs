@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 mod accounts;
+mod acme;
 mod bench_federation;
 mod certificates;
 mod checker;

@@ -1,5 +1,6 @@
-//! The federation listener's certificate: where it comes from (made here, or the user's
-//! own files), what it is valid for and until when, and swapping it without a restart. The
+//! The federation listener's certificate: where it comes from (made here, the user's own
+//! files, or an ACME authority), what it is valid for and until when, and swapping it
+//! without a restart. The
 //! listener asks [`Certificates::resolver`] for the certificate of each handshake, so a
 //! new one is served from the next connection on while open connections carry on.
 //!
@@ -8,6 +9,12 @@
 //! machine trusts and the names cover the server's host (each of these is a warning, since
 //! a private federation may use its own CA). They are watched, and reloaded when they
 //! change; a bad replacement keeps the old certificate and says why.
+//!
+//! With ACME (`acme.rs`), a temporary self-signed certificate is served until the first
+//! one is issued; the certificate is renewed from 30 days before its end, and a failure is
+//! retried after a minute, doubling up to a day. Progress and failures are events.
+
+pub mod acme;
 
 use std::{
     path::{Path, PathBuf},
@@ -55,6 +62,8 @@ pub struct CertificateStatus {
 pub enum CertificateEventKind {
     /// A new certificate is being served.
     Loaded,
+    /// A step of obtaining one from the ACME authority.
+    Progress,
     /// It expires within [`EXPIRY_WARNING_DAYS`].
     ExpiringSoon,
     /// A new one could not be loaded or obtained; the old one stays.
@@ -76,8 +85,21 @@ pub struct Certificates {
     inner: Arc<Inner>,
 }
 
+/// Where the certificates are kept in the data dir.
+pub struct CertificateFiles {
+    /// The self-signed certificate and key ("self-signed" mode).
+    pub self_signed: (PathBuf, PathBuf),
+    /// The ACME account, certificate and key ("acme" mode).
+    pub acme_dir: PathBuf,
+}
+
+/// Renewal starts this many days before the end.
+pub const RENEW_DAYS: i64 = 30;
+
 struct Inner {
     mode: TlsMode,
+    acme: Option<acme::Settings>,
+    challenges: acme::Challenges,
     cert_path: PathBuf,
     key_path: PathBuf,
     host: String,
@@ -194,18 +216,32 @@ fn chain_warnings(
 impl Certificates {
     /// The certificate for `config`, loaded now: made on first start (self-signed) or read
     /// from the user's files (whose problems refuse the start).
-    /// `self_signed` is where the self-signed certificate and key are kept.
-    pub fn load(config: &Config, self_signed: (PathBuf, PathBuf)) -> Result<Self> {
+    /// With ACME, the certificate kept from last time, or a temporary self-signed one.
+    pub fn load(config: &Config, files: CertificateFiles) -> Result<Self> {
         let (cert_path, key_path) = match config.tls.mode {
-            TlsMode::SelfSigned => self_signed,
+            TlsMode::SelfSigned => files.self_signed,
             TlsMode::Files => (
                 PathBuf::from(&config.tls.certificate),
                 PathBuf::from(&config.tls.private_key),
             ),
+            TlsMode::Acme => (
+                files.acme_dir.join("certificate.pem"),
+                files.acme_dir.join("private_key.pem"),
+            ),
         };
+        let acme = (config.tls.mode == TlsMode::Acme).then(|| acme::Settings {
+            directory: config.tls.acme_directory.clone(),
+            contact: config.tls.acme_contact.clone(),
+            challenge: config.tls.acme_challenge,
+            ca_file: config.tls.acme_ca_file.clone(),
+            host: config.certificate_host(),
+            account_path: files.acme_dir.join("account.json"),
+        });
         let certificates = Self {
             inner: Arc::new(Inner {
                 mode: config.tls.mode,
+                acme,
+                challenges: acme::Challenges::default(),
                 cert_path,
                 key_path,
                 host: config.certificate_host(),
@@ -224,8 +260,137 @@ impl Certificates {
                 &certificates.inner.host,
             )?;
         }
-        certificates.load_files().map_err(Error::internal)?;
+        if config.tls.mode == TlsMode::Acme {
+            if let Err(why) = certificates.load_files() {
+                if certificates.inner.cert_path.exists() {
+                    tracing::warn!(%why, "the kept ACME certificate cannot be served");
+                }
+                certificates.serve_temporary()?;
+            }
+        } else {
+            certificates.load_files().map_err(Error::internal)?;
+        }
         Ok(certificates)
+    }
+
+    /// Serves a self-signed certificate made in memory until ACME gives a real one.
+    fn serve_temporary(&self) -> Result<()> {
+        let host = &self.inner.host;
+        let made = rcgen::generate_simple_self_signed(vec![host.clone()])
+            .map_err(|e| Error::internal(format!("cannot make a TLS certificate: {e}")))?;
+        let (certified, summary) = parse_pair(
+            made.cert.pem().as_bytes(),
+            made.signing_key.serialize_pem().as_bytes(),
+            "the temporary certificate",
+            "its key",
+            &self.inner.provider,
+        )
+        .map_err(Error::internal)?;
+        if let Ok(mut current) = self.inner.current.write() {
+            *current = Some(Arc::new(certified));
+        }
+        if let Ok(mut slot) = self.inner.status.write() {
+            *slot = Some(CertificateStatus {
+                source: TlsMode::SelfSigned.as_str().to_owned(),
+                names: summary.dns_names,
+                not_after: summary.not_after,
+                days_left: (summary.not_after - now_secs()).div_euclid(86_400),
+                warnings: vec![
+                    "no certificate from the ACME authority yet: a temporary self-signed one is \
+                     served meanwhile, which other servers refuse"
+                        .to_owned(),
+                ],
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether ACME should be asked now: nothing from it yet, or its certificate is within
+    /// [`RENEW_DAYS`] of its end.
+    fn acme_due(&self) -> bool {
+        match self.status() {
+            Some(status) if status.source == TlsMode::Acme.as_str() => {
+                status.days_left <= RENEW_DAYS
+            }
+            _ => true,
+        }
+    }
+
+    /// Obtains a certificate from the ACME authority and serves it.
+    pub async fn obtain_from_acme(&self) -> std::result::Result<(), String> {
+        let Some(settings) = &self.inner.acme else {
+            return Err("tls.mode is not \"acme\"".to_owned());
+        };
+        let (chain_pem, key_pem) = acme::obtain(
+            settings,
+            &self.inner.challenges,
+            &self.inner.provider,
+            |message| self.event(CertificateEventKind::Progress, message),
+        )
+        .await?;
+        // Checked before anything is replaced.
+        parse_pair(
+            chain_pem.as_bytes(),
+            key_pem.as_bytes(),
+            "the issued certificate",
+            "its key",
+            &self.inner.provider,
+        )?;
+        crypto::write_private_file(&self.inner.key_path, key_pem.as_bytes())
+            .map_err(|e| format!("cannot keep the certificate's key: {e}"))?;
+        crypto::write_private_file(&self.inner.cert_path, chain_pem.as_bytes())
+            .map_err(|e| format!("cannot keep the certificate: {e}"))?;
+        self.load_files()
+    }
+
+    /// Keeps an ACME certificate: obtains one when none is served or the served one is
+    /// within [`RENEW_DAYS`] of its end; retries failures after a minute, doubling up to a
+    /// day. Runs until dropped.
+    pub async fn run_acme(self) {
+        if self.inner.acme.is_none() {
+            return;
+        }
+        let mut failures: u32 = 0;
+        loop {
+            if !self.acme_due() {
+                let days = self.status().map_or(0, |s| s.days_left - RENEW_DAYS);
+                let wait = std::time::Duration::from_secs(
+                    u64::try_from(days.max(0)).unwrap_or(0) * 86_400,
+                );
+                tokio::time::sleep(wait.min(std::time::Duration::from_secs(12 * 3600))).await;
+                continue;
+            }
+            match self.obtain_from_acme().await {
+                Ok(()) => failures = 0,
+                Err(why) => {
+                    failures = failures.saturating_add(1);
+                    let wait = std::time::Duration::from_secs(60)
+                        .saturating_mul(1u32 << (failures - 1).min(11))
+                        .min(std::time::Duration::from_secs(86_400));
+                    self.event(
+                        CertificateEventKind::Failed,
+                        format!(
+                            "no certificate from the ACME authority: {why}; trying again in {} min",
+                            wait.as_secs() / 60
+                        ),
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// The answer to an HTTP-01 challenge in progress.
+    pub fn http_challenge(&self, token: &str) -> Option<String> {
+        self.inner.challenges.http_answer(token)
+    }
+
+    /// Whether challenge files must be served over HTTP (ACME with HTTP-01).
+    pub fn serves_http_challenges(&self) -> bool {
+        self.inner
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == crate::config::AcmeChallenge::Http01)
     }
 
     /// The resolver the TLS listener asks for each handshake.
@@ -396,7 +561,15 @@ impl std::fmt::Debug for Inner {
 }
 
 impl ResolvesServerCert for Resolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // RFC 8737, section 3: a handshake offering only "acme-tls/1" is the authority
+        // checking a TLS-ALPN-01 challenge.
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == acme::ACME_TLS_ALPN));
+        if acme {
+            return self.inner.challenges.alpn_certificate(hello.server_name()?);
+        }
         self.inner.current.read().ok()?.clone()
     }
 }
