@@ -80,6 +80,10 @@ pub enum TlsMode {
     /// Obtained and renewed from an ACME authority (Let's Encrypt by default).
     #[serde(rename = "acme")]
     Acme,
+    /// None: a reverse proxy in front terminates TLS, and the federation listener speaks
+    /// plain HTTP to it.
+    #[serde(rename = "proxy")]
+    Proxy,
 }
 
 /// How the ACME authority checks that this server answers for its name.
@@ -112,6 +116,7 @@ impl TlsMode {
             Self::SelfSigned => "self-signed",
             Self::Files => "files",
             Self::Acme => "acme",
+            Self::Proxy => "proxy",
         }
     }
 }
@@ -141,6 +146,9 @@ pub struct TlsConfig {
     /// With "acme": a PEM file with the root that the authority's own HTTPS certificate
     /// chains to, for a private or test authority. Empty: the system's roots.
     pub acme_ca_file: String,
+    /// The reverse proxies whose `X-Forwarded-For` is believed (IP addresses); requests
+    /// from anyone else are taken to come from where they come from.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for TlsConfig {
@@ -154,6 +162,7 @@ impl Default for TlsConfig {
             acme_challenge: AcmeChallenge::default(),
             acme_http_listen: "0.0.0.0:80".to_owned(),
             acme_ca_file: String::new(),
+            trusted_proxies: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
         }
     }
 }
@@ -494,6 +503,14 @@ impl Config {
                 ));
             }
         }
+        for proxy in &self.tls.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                problems.push(problem(
+                    "tls.trusted_proxies",
+                    format!("`{proxy}` is not an IP address"),
+                ));
+            }
+        }
         if !self.checker.dns_server.is_empty() && self.checker.dns_server_addr().is_none() {
             problems.push(problem(
                 "checker.dns_server",
@@ -662,8 +679,9 @@ impl Config {
              [tls]\n\
              # Where the federation listener's certificate comes from: \"self-signed\" (made by\n\
              # Kith; servers on the internet will not trust it, so only for a LAN, tests and\n\
-             # private federations), \"files\" (your own PEM files, reloaded when they change)\n\
-             # or \"acme\" (obtained and renewed automatically, from Let's Encrypt by default).\n\
+             # private federations), \"files\" (your own PEM files, reloaded when they change),\n\
+             # \"acme\" (obtained and renewed automatically, from Let's Encrypt by default), or\n\
+             # \"proxy\" (a reverse proxy in front handles TLS; the listener speaks plain HTTP).\n\
              mode = \"{tls_mode}\"\n\
              # With \"files\": the certificate chain (your certificate first, then the\n\
              # intermediates; a \"fullchain\" file) and its private key.\n\
@@ -679,6 +697,8 @@ impl Config {
              acme_http_listen = {acme_http_listen}\n\
              # A PEM root for a private or test authority's own HTTPS. Empty: the system's.\n\
              acme_ca_file = {acme_ca_file}\n\
+             # The reverse proxies whose X-Forwarded-For header is believed, on both listeners.\n\
+             trusted_proxies = {trusted_proxies}\n\
              \n\
              [checker]\n\
              # Hours between the server's checks of its own federation (one also runs at start).\n\
@@ -716,6 +736,13 @@ impl Config {
             acme_challenge = self.tls.acme_challenge.as_str(),
             acme_http_listen = toml_string(&self.tls.acme_http_listen),
             acme_ca_file = toml_string(&self.tls.acme_ca_file),
+            trusted_proxies = toml::Value::Array(
+                self.tls
+                    .trusted_proxies
+                    .iter()
+                    .map(|p| toml::Value::String(p.clone()))
+                    .collect()
+            ),
             self_check_hours = self.checker.self_check_hours,
             dns_server = toml_string(&self.checker.dns_server),
             ca_file = toml_string(&self.checker.ca_file),

@@ -159,30 +159,35 @@ fn federation_tls(certificates: &Certificates) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-/// Binds the federation listener (TLS with the certificate `certificates` serves) and
-/// serves the federation API on it.
+/// Binds the federation listener and serves the federation API on it: TLS with the
+/// certificate `certificates` serves, or plain HTTP behind a reverse proxy (`None`).
 fn start_federation(
     services: &Services,
     addr: &str,
-    certificates: &Certificates,
+    certificates: Option<&Certificates>,
 ) -> Result<FederationListener> {
-    let tls = federation_tls(certificates)?;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::internal(format!("cannot listen for federation on {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
-    let app = api::federation::router(services.clone());
-    let server = axum_server::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
-    )?
-    .handle(handle.clone());
-    let task = tokio::spawn(async move {
-        server
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-    });
+    let app = api::federation::router(services.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let task = match certificates {
+        Some(certificates) => {
+            let tls = federation_tls(certificates)?;
+            let server = axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
+            )?
+            .handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+    };
     Ok(FederationListener { addr, handle, task })
 }
 
@@ -283,7 +288,8 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     let services = tokio::task::spawn_blocking(move || open(config, &dir))
         .await
         .map_err(Error::internal)??;
-    let certificates = if federation_addr.is_empty() {
+    let behind_proxy = tls_config.tls.mode == crate::config::TlsMode::Proxy;
+    let certificates = if federation_addr.is_empty() || behind_proxy {
         None
     } else {
         let dir = data_dir.clone();
@@ -305,9 +311,14 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         }
         _ => None,
     };
-    let federation = match &certificates {
-        None => None,
-        Some(certificates) => Some(start_federation(&services, &federation_addr, certificates)?),
+    let federation = if federation_addr.is_empty() {
+        None
+    } else {
+        Some(start_federation(
+            &services,
+            &federation_addr,
+            certificates.as_ref(),
+        )?)
     };
     let listener = TcpListener::bind(&addr)
         .await

@@ -131,6 +131,10 @@ pub fn router(services: Services) -> Router {
         .method_not_allowed_fallback(super::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(super::json_content_type))
+        .layer(axum::middleware::from_fn_with_state(
+            super::trusted_proxies(&services),
+            super::client_addr_layer,
+        ))
         .with_state(services)
 }
 

@@ -23,6 +23,8 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use std::net::IpAddr;
+
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
@@ -46,6 +48,74 @@ fn parse_user_id(s: &str) -> Result<OwnedUserId> {
 fn parse_alias(s: &str) -> Result<OwnedRoomAliasId> {
     RoomAliasId::parse(s)
         .map_err(|_| Error::invalid_param(format!("{s} is not a valid room alias.")))
+}
+
+/// Where a request comes from: the peer's address, or, when the peer is a trusted reverse
+/// proxy, the client it names in `X-Forwarded-For`. For logs (failed logins, refused
+/// signatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The client's address: `peer`, unless `peer` is a trusted proxy; then the right-most
+/// `X-Forwarded-For` hop that is not a trusted proxy (each proxy appends the address it
+/// received from, so hops further left were written by the client and may be forged).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut nearest = peer;
+    for hop in forwarded_for.unwrap_or_default().rsplit(',').map(str::trim) {
+        let Some(ip) = parse_hop(hop) else {
+            return nearest;
+        };
+        if !trusted.contains(&ip) {
+            return ip;
+        }
+        nearest = ip;
+    }
+    nearest
+}
+
+/// One `X-Forwarded-For` entry: an IP address, perhaps with a port (`[v6]:port`, `v4:port`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// Puts a [`ClientAddr`] into each request's extensions (when the listener knows the peer).
+pub async fn client_addr_layer(
+    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<Vec<IpAddr>>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(peer) = peer {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let ip = client_ip(peer, forwarded, &trusted);
+        request.extensions_mut().insert(ClientAddr(ip));
+    }
+    next.run(request).await
+}
+
+/// The trusted proxies of the config, as addresses.
+pub fn trusted_proxies(services: &Services) -> std::sync::Arc<Vec<IpAddr>> {
+    std::sync::Arc::new(
+        services
+            .config
+            .tls
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
 }
 
 /// The whole HTTP API of a Kith server.
@@ -87,6 +157,10 @@ pub fn router(services: Services) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(cors)
         .layer(axum::middleware::map_response(json_content_type))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted_proxies(&services),
+            client_addr_layer,
+        ))
         .with_state(services)
 }
 
@@ -131,4 +205,43 @@ pub(crate) fn percent_decoded(value: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = [ip("127.0.0.1"), ip("10.0.0.2")];
+        // A client talking to us directly cannot claim to be someone else.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("198.51.100.1"), &trusted),
+            ip("203.0.113.9")
+        );
+        // Through our proxy: the address the proxy saw.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("203.0.113.9"), &trusted),
+            ip("203.0.113.9")
+        );
+        // Through two of our proxies, with a forged hop at the left.
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                Some("192.0.2.66, 203.0.113.9:4711, 10.0.0.2"),
+                &trusted
+            ),
+            ip("203.0.113.9")
+        );
+        // A proxy that sent no header, or garbage.
+        assert_eq!(client_ip(ip("127.0.0.1"), None, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("unknown"), &trusted),
+            ip("127.0.0.1")
+        );
+    }
 }

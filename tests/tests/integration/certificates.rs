@@ -168,3 +168,34 @@ async fn an_expired_certificate_file_stops_the_start_with_the_reason() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn behind_a_reverse_proxy_the_federation_listener_speaks_plain_http() {
+    let server = TestServer::builder()
+        .config(|c| {
+            c.server_name = "proxied.test".to_owned();
+            c.listen.federation = "127.0.0.1:0".to_owned();
+            c.tls.mode = TlsMode::Proxy;
+        })
+        .start()
+        .await;
+    let addr = server.server().federation_addr().expect("a federation listener");
+    let answer = reqwest::Client::new()
+        .get(format!("http://{addr}/_matrix/federation/v1/version"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .await
+        .expect("an answer over plain HTTP");
+    assert_eq!(answer.status(), 200);
+    let keys: serde_json::Value = reqwest::get(format!("http://{addr}/_matrix/key/v2/server"))
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(keys["server_name"], "proxied.test");
+    // The proxy holds the certificate: Kith has none to report.
+    let status = server.server().status().await.expect("status");
+    assert!(status.certificate.is_none());
+    server.stop().await;
+}

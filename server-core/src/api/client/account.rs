@@ -146,6 +146,7 @@ pub(crate) struct LoginBody {
 /// Password login with an `m.id.user` identifier (a localpart or a full user ID).
 pub(crate) async fn login(
     State(services): State<Services>,
+    client: Option<axum::Extension<crate::api::ClientAddr>>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>> {
     if body.kind != PASSWORD {
@@ -185,7 +186,11 @@ pub(crate) async fn login(
     let password = body
         .password
         .ok_or_else(|| Error::bad_json("The login has no password."))?;
-    services.users.check_password(&user_id, &password).await?;
+    if let Err(e) = services.users.check_password(&user_id, &password).await {
+        let client = client.map(|c| c.0.0.to_string()).unwrap_or_default();
+        tracing::info!(%user_id, %client, "failed login");
+        return Err(e);
+    }
     let request = LoginRequest {
         device_id: body.device_id,
         initial_device_display_name: body.initial_device_display_name,

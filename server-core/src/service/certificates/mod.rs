@@ -228,6 +228,11 @@ impl Certificates {
                 files.acme_dir.join("certificate.pem"),
                 files.acme_dir.join("private_key.pem"),
             ),
+            TlsMode::Proxy => {
+                return Err(Error::internal(
+                    "with tls.mode \"proxy\" the reverse proxy holds the certificate",
+                ));
+            }
         };
         let acme = (config.tls.mode == TlsMode::Acme).then(|| acme::Settings {
             directory: config.tls.acme_directory.clone(),
