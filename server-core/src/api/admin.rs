@@ -22,6 +22,70 @@ pub(crate) fn routes() -> Router<Services> {
             "/_kith/admin/v1/federation/health",
             get(health).post(check_health_now),
         )
+        .route("/_kith/admin/v1/federation/delegation", get(delegation))
+}
+
+/// The value of `name` in a query string, decoded.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query.unwrap_or_default().split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decoded(value))
+    })
+}
+
+/// `GET /_kith/admin/v1/federation/delegation?public_host=&public_port=&ipv4=&ipv6=`:
+/// what to publish in DNS and on the web so that other servers find this one. The host
+/// and port default to the configured delegation (`well_known.server`) or the server name
+/// and the federation listener's port.
+async fn delegation(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    use crate::service::{
+        delegation::{DelegationInput, plan},
+        federation::discovery::{DEFAULT_PORT, split_host_port},
+    };
+    require_admin(&session)?;
+    let query = query.as_deref();
+    let config = &services.config;
+    let listen_port = config
+        .listen
+        .federation
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.port())
+        .unwrap_or(DEFAULT_PORT);
+    let delegated = split_host_port(&config.well_known.server);
+    let (name_host, _) = split_host_port(&config.server_name).unwrap_or_default();
+    let public_host = query_value(query, "public_host")
+        .or_else(|| delegated.as_ref().map(|(host, _)| host.clone()))
+        .unwrap_or_else(|| name_host.clone());
+    let public_port = match query_value(query, "public_port") {
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| Error::invalid_param(format!("public_port `{port}` is not a port")))?,
+        None => delegated.and_then(|(_, port)| port).unwrap_or(listen_port),
+    };
+    let address = |name: &str| -> Result<Option<std::net::IpAddr>> {
+        query_value(query, name)
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| Error::invalid_param(format!("{name} `{ip}` is not an address")))
+            })
+            .transpose()
+    };
+    let input = DelegationInput {
+        server_name: config.server_name.clone(),
+        public_host: public_host.clone(),
+        public_port,
+        ipv4: address("ipv4")?,
+        ipv6: address("ipv6")?,
+        kith_answers_on_server_name_443: listen_port == 443
+            && public_host.eq_ignore_ascii_case(&name_host),
+        client_base_url: (!config.well_known.client_base_url.is_empty())
+            .then(|| config.well_known.client_base_url.clone()),
+    };
+    to_json(&plan(&input).map_err(Error::invalid_param)?)
 }
 
 fn require_admin(session: &Session) -> Result<()> {
@@ -49,11 +113,7 @@ async fn check(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>> {
     require_admin(&session)?;
-    let named = query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("server_name=").map(percent_decoded));
+    let named = query_value(query.as_deref(), "server_name");
     let server_name = named.unwrap_or_else(|| services.identity.server_name.to_string());
     let report = services.health.check(&server_name).await?;
     to_json(&report)

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod certificates;
 pub mod checker;
+pub mod delegation;
 pub mod e2ee;
 pub mod federation;
 pub mod health;

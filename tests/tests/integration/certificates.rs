@@ -179,7 +179,10 @@ async fn behind_a_reverse_proxy_the_federation_listener_speaks_plain_http() {
         })
         .start()
         .await;
-    let addr = server.server().federation_addr().expect("a federation listener");
+    let addr = server
+        .server()
+        .federation_addr()
+        .expect("a federation listener");
     let answer = reqwest::Client::new()
         .get(format!("http://{addr}/_matrix/federation/v1/version"))
         .header("X-Forwarded-For", "203.0.113.9")

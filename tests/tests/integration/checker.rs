@@ -479,3 +479,64 @@ async fn the_server_checks_its_own_federation_and_tells_admins_and_the_event_str
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn publishing_what_the_delegation_plan_says_makes_federation_ok() {
+    let dns = TestDns::start().await;
+    let ca = TestCa::new();
+    let ip = loopback_ip();
+    let cert = ca.issue(&["matrix.plan.test"], 90);
+    let server = TestServer::builder()
+        .config(|c| {
+            c.server_name = "plan.test".to_owned();
+            c.listen.federation = SocketAddr::new(ip, 8448).to_string();
+            c.well_known.server = "matrix.plan.test:8448".to_owned();
+        })
+        .file("tls/federation.crt", cert.cert_pem)
+        .file("tls/federation.key", cert.key_pem)
+        .start()
+        .await;
+    server
+        .server()
+        .services()
+        .users
+        .create("root", Some("a long admin password"), true)
+        .await
+        .expect("an admin");
+    let (_, login) = server.login("root", "a long admin password").await;
+    let admin = server.anonymous().with_login(&login);
+    let (status, plan) = admin
+        .get(&format!("/_kith/admin/v1/federation/delegation?ipv4={ip}"))
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["certificate_name"], "matrix.plan.test");
+    assert_eq!(
+        plan["well_known_server"]["url"],
+        "https://plan.test/.well-known/matrix/server"
+    );
+    assert_eq!(
+        plan["zone_file"],
+        format!("matrix.plan.test. 3600 IN A {ip}\nplan.test. 3600 IN A {ip}")
+    );
+
+    // Publish exactly that: the records, and the file on the website at plan.test.
+    for record in plan["records"].as_array().expect("records") {
+        let name = record["name"].as_str().expect("a name");
+        let value = record["value"].as_str().expect("a value");
+        dns.address(name, value.parse().expect("an address"));
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(plan["well_known_server"]["body"].as_str().expect("a body"))
+            .expect("JSON");
+    let _website = FakeServer::start(
+        SocketAddr::new(ip, 443),
+        &ca.issue(&["plan.test"], 90),
+        "plan.test",
+        Fault::None,
+        Some(body),
+    )
+    .await;
+    let report = checker(&dns, &ca).check("plan.test").await;
+    assert!(report.federation_ok, "{}", report.to_text());
+    server.stop().await;
+}
