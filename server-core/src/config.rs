@@ -64,6 +64,17 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The federation connectivity checker and the server's self-check.
     pub checker: CheckerConfig,
+    /// The home network: port forwarding on the router.
+    pub network: NetworkConfig,
+}
+
+/// The home network.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Where the UPnP search for the router goes (`IP:PORT`). Empty: the standard SSDP
+    /// multicast group, 239.255.255.250:1900.
+    pub upnp_search_address: String,
 }
 
 /// Where the federation listener's certificate comes from.
@@ -355,6 +366,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             tls: TlsConfig::default(),
             checker: CheckerConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -510,6 +522,21 @@ impl Config {
                     format!("`{proxy}` is not an IP address"),
                 ));
             }
+        }
+        if !self.network.upnp_search_address.is_empty()
+            && self
+                .network
+                .upnp_search_address
+                .parse::<SocketAddr>()
+                .is_err()
+        {
+            problems.push(problem(
+                "network.upnp_search_address",
+                format!(
+                    "`{}` is not an IP address and port, such as 239.255.255.250:1900",
+                    self.network.upnp_search_address
+                ),
+            ));
         }
         if !self.checker.dns_server.is_empty() && self.checker.dns_server_addr().is_none() {
             problems.push(problem(
@@ -710,7 +737,12 @@ impl Config {
              ca_file = {ca_file}\n\
              # A federation tester on the internet that the self-check also asks, for the view\n\
              # from outside your network (matrix-federation-tester's API). Empty: off.\n\
-             external_tester_url = {external_tester_url}\n",
+             external_tester_url = {external_tester_url}\n\
+             \n\
+             [network]\n\
+             # Where the UPnP search for your router goes, when you ask Kith to open ports on it.\n\
+             # Empty: the standard SSDP group (239.255.255.250:1900).\n\
+             upnp_search_address = {upnp_search_address}\n",
             server_name = toml_string(&self.server_name),
             client = toml_string(&self.listen.client),
             federation = toml_string(&self.listen.federation),
@@ -747,6 +779,7 @@ impl Config {
             dns_server = toml_string(&self.checker.dns_server),
             ca_file = toml_string(&self.checker.ca_file),
             external_tester_url = toml_string(&self.checker.external_tester_url),
+            upnp_search_address = toml_string(&self.network.upnp_search_address),
         )
     }
 }

@@ -3,6 +3,7 @@
 //! [`synapse`] runs a real Synapse beside it for federation tests.
 
 pub mod checker;
+pub mod igd;
 pub mod pebble;
 pub mod synapse;
 

@@ -23,6 +23,59 @@ pub(crate) fn routes() -> Router<Services> {
             get(health).post(check_health_now),
         )
         .route("/_kith/admin/v1/federation/delegation", get(delegation))
+        .route(
+            "/_kith/admin/v1/network/port_mapping",
+            axum::routing::post(port_mapping),
+        )
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PortMappingBody {
+    /// `[external, internal]` TCP ports; default: the federation listener's port, and port
+    /// 80 to the ACME challenge listener with HTTP-01.
+    #[serde(default)]
+    ports: Option<Vec<(u16, u16)>>,
+}
+
+/// `POST /_kith/admin/v1/network/port_mapping`: asks the home router (UPnP) to forward the
+/// ports, and answers with what it did and the public address it has. Only on request:
+/// opening ports is the user's decision.
+async fn port_mapping(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    super::extract::JsonBody(body): super::extract::JsonBody<PortMappingBody>,
+) -> Result<Json<Value>> {
+    require_admin(&session)?;
+    let config = &services.config;
+    let ports = match body.ports {
+        Some(ports) => ports,
+        None => {
+            let mut ports = Vec::new();
+            if let Ok(addr) = config.listen.federation.parse::<std::net::SocketAddr>()
+                && addr.port() != 0
+            {
+                ports.push((addr.port(), addr.port()));
+            }
+            if config.tls.mode == crate::config::TlsMode::Acme
+                && config.tls.acme_challenge == crate::config::AcmeChallenge::Http01
+                && let Ok(addr) = config.tls.acme_http_listen.parse::<std::net::SocketAddr>()
+            {
+                ports.push((80, addr.port()));
+            }
+            ports
+        }
+    };
+    if ports.is_empty() {
+        return Err(Error::invalid_param(
+            "There is no port to open: this server has no federation listener on a fixed port.",
+        ));
+    }
+    let search = config.network.upnp_search_address.parse().ok();
+    let report =
+        crate::service::portmap::map_ports(&ports, search, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::new(crate::error::ErrorKind::BadGateway, e))?;
+    to_json(&report)
 }
 
 /// The value of `name` in a query string, decoded.

@@ -18,6 +18,7 @@ pub mod health;
 mod locks;
 pub mod media;
 pub mod notifier;
+pub mod portmap;
 pub mod presence;
 pub mod rate_limit;
 pub mod rooms;

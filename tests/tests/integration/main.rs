@@ -15,6 +15,7 @@ mod federation;
 mod federation_rooms;
 mod matrix_sdk_client;
 mod media;
+mod portmap;
 mod presence;
 mod push_rules;
 mod rooms;
