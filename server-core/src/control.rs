@@ -197,6 +197,7 @@ fn start_certificate_tasks(
     certificates: &Certificates,
     events: &broadcast::Sender<ServerEvent>,
     http_challenge_listener: Option<TcpListener>,
+    health: Option<crate::service::health::Health>,
 ) -> Vec<JoinHandle<()>> {
     let mut updates = certificates.subscribe();
     let events = events.clone();
@@ -204,6 +205,17 @@ fn start_certificate_tasks(
         loop {
             match updates.recv().await {
                 Ok(event) => {
+                    // A new certificate changes what other servers see: check again, so
+                    // that the tray does not show the old verdict for hours.
+                    if event.kind == crate::service::certificates::CertificateEventKind::Loaded
+                        && let Some(health) = health.clone()
+                    {
+                        tokio::spawn(async move {
+                            if let Err(e) = health.check_now().await {
+                                tracing::warn!(error = %e, "the federation self-check could not run");
+                            }
+                        });
+                    }
                     let _ = events.send(ServerEvent::Certificate(event));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -354,10 +366,12 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
         Vec::new()
     };
     if let Some(certificates) = &certificates {
+        let health = services.health.enabled().then(|| services.health.clone());
         background.extend(start_certificate_tasks(
             certificates,
             &events,
             http_challenge_listener,
+            health,
         ));
     }
     tracing::info!(

@@ -106,6 +106,12 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
+    // An existing file keeps its mode when opened: make it private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())

@@ -55,6 +55,13 @@ async fn port_mapping(
                 && addr.port() != 0
             {
                 ports.push((addr.port(), addr.port()));
+                // TLS-ALPN-01 is always checked on port 443 (RFC 8737, section 3).
+                if config.tls.mode == crate::config::TlsMode::Acme
+                    && config.tls.acme_challenge == crate::config::AcmeChallenge::TlsAlpn01
+                    && addr.port() != 443
+                {
+                    ports.push((443, addr.port()));
+                }
             }
             if config.tls.mode == crate::config::TlsMode::Acme
                 && config.tls.acme_challenge == crate::config::AcmeChallenge::Http01

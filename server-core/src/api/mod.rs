@@ -60,12 +60,15 @@ pub struct ClientAddr(pub IpAddr);
 /// `X-Forwarded-For` hop that is not a trusted proxy (each proxy appends the address it
 /// received from, so hops further left were written by the client and may be forged).
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    // `::ffff:127.0.0.1` (a dual-stack listener's view of an IPv4 peer) is 127.0.0.1.
+    let peer = peer.to_canonical();
+    let trusted: Vec<IpAddr> = trusted.iter().map(IpAddr::to_canonical).collect();
     if !trusted.contains(&peer) {
         return peer;
     }
     let mut nearest = peer;
     for hop in forwarded_for.unwrap_or_default().rsplit(',').map(str::trim) {
-        let Some(ip) = parse_hop(hop) else {
+        let Some(ip) = parse_hop(hop).map(|ip| ip.to_canonical()) else {
             return nearest;
         };
         if !trusted.contains(&ip) {
@@ -95,11 +98,20 @@ pub async fn client_addr_layer(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip());
     if let Some(peer) = peer {
-        let forwarded = request
+        // Every `X-Forwarded-For` line, in order: a proxy may add its own line after one
+        // the client sent, and the right-most hops are the ones to believe.
+        let forwarded: Vec<&str> = request
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let ip = client_ip(peer, forwarded, &trusted);
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded = forwarded.join(",");
+        let ip = client_ip(
+            peer,
+            (!forwarded.is_empty()).then_some(forwarded.as_str()),
+            &trusted,
+        );
         request.extensions_mut().insert(ClientAddr(ip));
     }
     next.run(request).await
@@ -235,6 +247,11 @@ mod tests {
                 Some("192.0.2.66, 203.0.113.9:4711, 10.0.0.2"),
                 &trusted
             ),
+            ip("203.0.113.9")
+        );
+        // A dual-stack listener sees the IPv4 proxy as ::ffff:127.0.0.1.
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), Some("203.0.113.9"), &trusted),
             ip("203.0.113.9")
         );
         // A proxy that sent no header, or garbage.

@@ -202,20 +202,25 @@ impl Health {
         self.inner.interval
     }
 
-    fn checker(&self) -> Result<Checker> {
-        let options = self.inner.options.as_ref().map_err(Error::internal)?;
-        Checker::new(options).map_err(Error::internal)
+    /// A checker, made on a blocking thread: it reads the system's trusted roots and DNS
+    /// configuration from disk.
+    async fn checker(&self) -> Result<Checker> {
+        let options = self.inner.options.clone().map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || Checker::new(&options))
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)
     }
 
     /// Checks any server name (the admin API's check).
     pub async fn check(&self, server_name: &str) -> Result<Report> {
-        Ok(self.checker()?.check(server_name).await)
+        Ok(self.checker().await?.check(server_name).await)
     }
 
     /// Runs the self-check now: this server's own name, the external tester if configured,
     /// and the outbound deliveries. Keeps and broadcasts the result.
     pub async fn check_now(&self) -> Result<FederationHealth> {
-        let mut report = self.checker()?.check(&self.inner.server_name).await;
+        let mut report = self.checker().await?.check(&self.inner.server_name).await;
         match &self.inner.external_tester {
             Some(url) => {
                 let external = ask_external(url, &self.inner.server_name).await;

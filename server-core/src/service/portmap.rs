@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use igd_next::{PortMappingProtocol, SearchOptions, aio::tokio::search_gateway};
+use igd_next::{AddPortError, PortMappingProtocol, SearchOptions, search_gateway};
 use serde::Serialize;
 
 /// How long a mapping lasts before the router drops it, unless renewed (a week).
@@ -21,6 +21,9 @@ pub struct Mapping {
     pub external_port: u16,
     /// Where the router sends it.
     pub internal: SocketAddr,
+    /// How long the router keeps it, in seconds (0: until it restarts or the mapping is
+    /// removed). Ask again before then to keep it.
+    pub lease_secs: u32,
 }
 
 /// What the router did.
@@ -44,6 +47,17 @@ pub async fn map_ports(
     broadcast: Option<SocketAddr>,
     timeout: Duration,
 ) -> Result<PortMapReport, String> {
+    let ports = ports.to_vec();
+    tokio::task::spawn_blocking(move || map_ports_blocking(&ports, broadcast, timeout))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn map_ports_blocking(
+    ports: &[(u16, u16)],
+    broadcast: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<PortMapReport, String> {
     let mut options = SearchOptions {
         timeout: Some(timeout),
         single_search_timeout: Some(timeout),
@@ -55,7 +69,7 @@ pub async fn map_ports(
             options.bind_addr = SocketAddr::new(broadcast.ip(), 0);
         }
     }
-    let gateway = search_gateway(options).await.map_err(|e| {
+    let gateway = search_gateway(options).map_err(|e| {
         format!(
             "no router answered the UPnP search ({e}): UPnP may be off on your router; turn \
              it on, or forward the ports by hand in the router's settings"
@@ -63,7 +77,7 @@ pub async fn map_ports(
     })?;
     let local_ip = local_address_towards(gateway.addr)
         .map_err(|e| format!("cannot tell this machine's address on the home network: {e}"))?;
-    let external_ip = gateway.get_external_ip().await.ok();
+    let external_ip = gateway.get_external_ip().ok();
     let mut report = PortMapReport {
         gateway: gateway.addr,
         external_ip,
@@ -72,19 +86,27 @@ pub async fn map_ports(
     };
     for &(external, internal) in ports {
         let internal = SocketAddr::new(local_ip, internal);
-        match gateway
-            .add_port(
+        let add = |lease| {
+            gateway.add_port(
                 PortMappingProtocol::TCP,
                 external,
                 internal,
-                LEASE_SECS,
+                lease,
                 "Kith homeserver",
             )
-            .await
-        {
+        };
+        let mut lease_secs = LEASE_SECS;
+        let mut result = add(lease_secs);
+        // Many IGDv1 routers take only permanent mappings (UPnP error 725).
+        if matches!(result, Err(AddPortError::OnlyPermanentLeasesSupported)) {
+            lease_secs = 0;
+            result = add(lease_secs);
+        }
+        match result {
             Ok(()) => report.mapped.push(Mapping {
                 external_port: external,
                 internal,
+                lease_secs,
             }),
             Err(e) => report.failed.push(format!(
                 "the router refused to forward port {external} to {internal} ({e}): forward \

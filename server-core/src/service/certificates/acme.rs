@@ -106,15 +106,71 @@ fn acme_error(what: &str, e: instant_acme::Error) -> String {
     format!("{what}: {e}")
 }
 
+/// instant-acme's HTTP through reqwest.
+struct Http(reqwest::Client);
+
+fn other(e: impl std::error::Error + Send + Sync + 'static) -> instant_acme::Error {
+    instant_acme::Error::Other(Box::new(e))
+}
+
+impl instant_acme::HttpClient for Http {
+    fn request(
+        &self,
+        request: http::Request<instant_acme::BodyWrapper<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<instant_acme::BytesResponse, instant_acme::Error>> + Send>,
+    > {
+        use http_body_util::BodyExt;
+        let client = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let response = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(other)?;
+            let mut head = http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                head = head.header(name, value);
+            }
+            let body = response.bytes().await.map_err(other)?;
+            let (parts, ()) = head.body(()).map_err(other)?.into_parts();
+            Ok(instant_acme::BytesResponse {
+                parts,
+                body: Box::new(body),
+            })
+        })
+    }
+}
+
+/// The HTTP client for the authority: the system's roots, or only `ca_file`'s.
+fn http_client(settings: &Settings) -> Result<Box<dyn instant_acme::HttpClient>, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("Kith/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(30));
+    if !settings.ca_file.is_empty() {
+        let pem = std::fs::read(&settings.ca_file)
+            .map_err(|e| format!("cannot read tls.acme_ca_file: {e}"))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("tls.acme_ca_file is not PEM: {e}"))?;
+        builder = builder.tls_certs_only(roots);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client for the authority: {e}"))?;
+    Ok(Box::new(Http(client)))
+}
+
 /// The account: loaded from its credentials, or made and its credentials kept.
 async fn account(settings: &Settings) -> Result<Account, String> {
-    let builder = || {
-        if settings.ca_file.is_empty() {
-            Account::builder()
-        } else {
-            Account::builder_with_root(&settings.ca_file)
-        }
-        .map_err(|e| acme_error("cannot make an HTTP client for the authority", e))
+    let builder = || -> Result<instant_acme::AccountBuilder, String> {
+        Ok(Account::builder_with_http(http_client(settings)?))
     };
     if let Ok(text) = std::fs::read_to_string(&settings.account_path)
         && let Ok(credentials) = serde_json::from_str::<AccountCredentials>(&text)

@@ -108,6 +108,8 @@ struct Inner {
     status: RwLock<Option<CertificateStatus>>,
     /// The files' modification times when last loaded.
     loaded: Mutex<Option<(SystemTime, SystemTime)>>,
+    /// The files' modification times (or absence) when last refused.
+    refused: Mutex<Option<(Option<SystemTime>, Option<SystemTime>)>>,
     /// The `not_after` already warned about.
     warned_expiry: Mutex<Option<i64>>,
     events: broadcast::Sender<CertificateEvent>,
@@ -254,6 +256,7 @@ impl Certificates {
                 current: RwLock::new(None),
                 status: RwLock::new(None),
                 loaded: Mutex::new(None),
+                refused: Mutex::new(None),
                 warned_expiry: Mutex::new(None),
                 events: broadcast::channel(16).0,
             }),
@@ -341,11 +344,18 @@ impl Certificates {
             "its key",
             &self.inner.provider,
         )?;
-        crypto::write_private_file(&self.inner.key_path, key_pem.as_bytes())
-            .map_err(|e| format!("cannot keep the certificate's key: {e}"))?;
-        crypto::write_private_file(&self.inner.cert_path, chain_pem.as_bytes())
-            .map_err(|e| format!("cannot keep the certificate: {e}"))?;
-        self.load_files()
+        // File writes and the trust check (which reads the system's roots) block.
+        let certificates = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let inner = &certificates.inner;
+            crypto::write_private_file(&inner.key_path, key_pem.as_bytes())
+                .map_err(|e| format!("cannot keep the certificate's key: {e}"))?;
+            crypto::write_private_file(&inner.cert_path, chain_pem.as_bytes())
+                .map_err(|e| format!("cannot keep the certificate: {e}"))?;
+            certificates.load_files()
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Keeps an ACME certificate: obtains one when none is served or the served one is
@@ -508,12 +518,15 @@ impl Certificates {
         {
             return false;
         }
+        if self.inner.refused.lock().ok().and_then(|r| *r) == Some(now) {
+            // These very files were refused already; wait for them to change again.
+            return false;
+        }
         match self.load_files() {
             Ok(()) => true,
             Err(why) => {
-                // Not again until the files change again.
-                if let (Ok(mut slot), (Some(cert), Some(key))) = (self.inner.loaded.lock(), now) {
-                    *slot = Some((cert, key));
+                if let Ok(mut refused) = self.inner.refused.lock() {
+                    *refused = Some(now);
                 }
                 self.event(
                     CertificateEventKind::Failed,
@@ -569,9 +582,10 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         // RFC 8737, section 3: a handshake offering only "acme-tls/1" is the authority
         // checking a TLS-ALPN-01 challenge.
-        let acme = hello
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == acme::ACME_TLS_ALPN));
+        let acme = hello.alpn().is_some_and(|protocols| {
+            let offered: Vec<&[u8]> = protocols.collect();
+            offered == [acme::ACME_TLS_ALPN]
+        });
         if acme {
             return self.inner.challenges.alpn_certificate(hello.server_name()?);
         }

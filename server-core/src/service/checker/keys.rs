@@ -93,7 +93,7 @@ pub fn check(
             match valid_until {
                 Some(ts) => format!(
                     "the keys' valid_until_ts is {} minutes in the past",
-                    (now_ms - ts) / 60_000
+                    now_ms.saturating_sub(ts) / 60_000
                 ),
                 None => "the key response has no valid_until_ts".to_owned(),
             },
@@ -123,7 +123,16 @@ pub fn check(
         .unwrap_or_default();
     let object = match CanonicalJsonValue::try_from(value.clone()) {
         Ok(CanonicalJsonValue::Object(object)) => Some(object),
-        _ => None,
+        Ok(_) => None,
+        Err(e) => {
+            found.problems.push((
+                format!("the key response is not canonical JSON ({e}), so no signature on it can be checked"),
+                "the homeserver must publish integers within the canonical JSON range and no \
+                 floating-point numbers (appendix \"Canonical JSON\")"
+                    .to_owned(),
+            ));
+            None
+        }
     };
     for (key_id, key) in &verify_keys {
         if !key_id.starts_with("ed25519:") {
@@ -150,6 +159,8 @@ pub fn check(
             found
                 .verified
                 .insert(key_id.clone(), public.unwrap_or_default().to_owned());
+        } else if object.is_none() {
+            // Already reported: not canonical JSON.
         } else if !valid {
             found.problems.push((
                 format!("key {key_id} is not a 32-byte base64 ed25519 key"),

@@ -63,6 +63,8 @@ struct Target {
     host_header: String,
     /// Why that name, for the fix of a wrong-name certificate.
     why_name: String,
+    /// Whether SRV records decide (steps 3.3 to 3.5 and 4 to 6), so one could move the port.
+    srv_applies: bool,
 }
 
 fn now_ms() -> i64 {
@@ -146,6 +148,7 @@ impl Checker {
                 tls_name: host.clone(),
                 host_header: server_name.to_owned(),
                 why_name: format!("the server name is the IP address {host}"),
+                srv_applies: false,
             });
         }
         // Step 2: a hostname with a port.
@@ -169,6 +172,7 @@ impl Checker {
                 tls_name: host.clone(),
                 host_header: server_name.to_owned(),
                 why_name: format!("the server name's host is {host}"),
+                srv_applies: false,
             });
         }
         report.step(
@@ -188,6 +192,7 @@ impl Checker {
                     "without delegation, the certificate must be for the server name {host} \
                      (an SRV target's name does not count)"
                 ),
+                srv_applies: true,
             });
         };
         const DELEGATION: &str = "delegated server";
@@ -223,6 +228,7 @@ impl Checker {
                 tls_name: dhost,
                 host_header: delegated,
                 why_name,
+                srv_applies: false,
             });
         }
         if let Some(port) = dport {
@@ -238,6 +244,7 @@ impl Checker {
                 tls_name: dhost,
                 host_header: delegated,
                 why_name,
+                srv_applies: false,
             });
         }
         report.step(
@@ -251,6 +258,7 @@ impl Checker {
             tls_name: dhost.clone(),
             host_header: dhost,
             why_name,
+            srv_applies: true,
         })
     }
 
@@ -404,17 +412,40 @@ impl Checker {
             return None;
         }
         let mut fetches = tokio::task::JoinSet::new();
+        let mut tasks = std::collections::HashMap::new();
         for ip in answer.addrs {
             let checker = self.clone();
             let host = host.to_owned();
-            fetches.spawn(async move { (ip, checker.fetch_well_known(ip, &host).await) });
+            let task =
+                fetches.spawn(async move { (ip, checker.fetch_well_known(ip, &host).await) });
+            tasks.insert(task.id(), ip);
         }
         let mut results = Vec::new();
-        while let Some(joined) = fetches.join_next().await {
-            if let Ok(result) = joined {
-                results.push(result);
+        while let Some(joined) = fetches.join_next_with_id().await {
+            match joined {
+                Ok((_, result)) => results.push(result),
+                Err(e) => {
+                    let Some(ip) = tasks.get(&e.id()).copied() else {
+                        continue;
+                    };
+                    let fetch = WellKnownFetch {
+                        error: Some(format!("the check of this address failed: {e}")),
+                        ..WellKnownFetch::default()
+                    };
+                    results.push((ip, fetch));
+                }
             }
         }
+        for (ip, fetch) in &results {
+            if fetch.untested {
+                report.notes.push(format!(
+                    "the well-known file could not be fetched from {ip}: this machine has no \
+                     route to it (no IPv6 here?), so that address was not tested"
+                ));
+            }
+        }
+        // Only addresses that could be tested take part in the comparison below.
+        results.retain(|(_, fetch)| !fetch.untested);
         results.sort_by_key(|(ip, _)| (ip.is_ipv6(), *ip));
         for (ip, fetch) in &results {
             report
@@ -422,13 +453,22 @@ impl Checker {
                 .addresses
                 .insert(ip.to_string(), fetch.clone());
         }
+        let Some((first_ip, first)) = results.first().cloned() else {
+            report.well_known.result = format!("no address of {host} could be tested");
+            report.step(
+                STEP,
+                StepStatus::Skipped,
+                format!("no address of {host} could be tested from here"),
+            );
+            return None;
+        };
         let delegations: Vec<(IpAddr, &String)> = results
             .iter()
             .filter_map(|(ip, f)| f.server.as_ref().map(|s| (*ip, s)))
             .collect();
         let Some((first_ip, chosen)) = delegations.first().cloned() else {
             // No delegation: fine, unless a file is there and broken.
-            let (ip, first) = &results[0];
+            let ip = first_ip;
             let why = first.error.clone().unwrap_or_default();
             report.well_known.result = why.clone();
             if let Some((_, broken)) = results.iter().find(|(_, f)| f.found) {
@@ -543,6 +583,7 @@ impl Checker {
             let mut connection = match self.inner.connector.connect(addr, &name).await {
                 Ok(connection) => connection,
                 Err(e) => {
+                    fetch.untested = e == ConnectError::Unreachable;
                     fetch.error = Some(format!("GET {url} on {addr}: {e}"));
                     return fetch;
                 }
@@ -622,26 +663,50 @@ impl Checker {
         report.dns.addrs = target.addrs.iter().map(ToString::to_string).collect();
         let target = Arc::new(target);
         let mut checks = tokio::task::JoinSet::new();
+        let mut tasks = std::collections::HashMap::new();
         for addr in target.addrs.clone() {
             let checker = self.clone();
             let target = target.clone();
             let server_name = server_name.to_owned();
-            checks.spawn(async move {
+            let task = checks.spawn(async move {
                 (
                     addr,
                     checker.check_address(addr, &server_name, &target).await,
                 )
             });
+            tasks.insert(task.id(), addr);
         }
         let mut outcomes = Vec::new();
-        while let Some(joined) = checks.join_next().await {
-            if let Ok(outcome) = joined {
-                outcomes.push(outcome);
+        while let Some(joined) = checks.join_next_with_id().await {
+            match joined {
+                Ok((_, outcome)) => outcomes.push(outcome),
+                Err(e) => {
+                    // A check that failed is not a pass.
+                    let Some(addr) = tasks.get(&e.id()).copied() else {
+                        continue;
+                    };
+                    let mut outcome = Outcome::new(&addr.to_string());
+                    let why = format!("the check of this address failed: {e}");
+                    outcome.step.detail = why.clone();
+                    outcome.problem(
+                        why.clone(),
+                        "run the check again; if it keeps failing, report it",
+                    );
+                    outcome.result = Err(why);
+                    outcomes.push((addr, outcome));
+                }
             }
         }
         outcomes.sort_by_key(|(addr, _)| (addr.is_ipv6(), *addr));
         for (addr, outcome) in outcomes {
             let key = addr.to_string();
+            if outcome.untested {
+                report.steps.push(outcome.step);
+                report.notes.push(format!(
+                    "{addr} was not tested: this machine has no route to it (no IPv6 here?)"
+                ));
+                continue;
+            }
             report.steps.push(outcome.step);
             report.problems.extend(outcome.problems);
             report.warnings.extend(outcome.warnings);
@@ -665,8 +730,14 @@ impl Checker {
         let mut outcome = Outcome::new(&step);
         let mut connection = match self.inner.connector.connect(addr, &target.tls_name).await {
             Ok(connection) => connection,
+            Err(ConnectError::Unreachable) => {
+                outcome.step.status = StepStatus::Skipped;
+                outcome.step.detail = "no route from this machine; not tested".to_owned();
+                outcome.untested = true;
+                return outcome;
+            }
             Err(e) => {
-                let (message, fix) = connect_advice(addr, &e);
+                let (message, fix) = connect_advice(addr, &e, target.srv_applies);
                 outcome.step.status = StepStatus::Failed;
                 outcome.step.detail = e.to_string();
                 outcome.problem(message, fix);
@@ -867,6 +938,8 @@ impl Checker {
 
 /// What one address showed.
 struct Outcome {
+    /// This machine has no route to the address.
+    untested: bool,
     step: report::Step,
     problems: Vec<report::Finding>,
     warnings: Vec<report::Finding>,
@@ -876,6 +949,7 @@ struct Outcome {
 impl Outcome {
     fn new(step: &str) -> Self {
         Self {
+            untested: false,
             step: report::Step {
                 name: step.to_owned(),
                 status: StepStatus::Failed,
@@ -915,16 +989,28 @@ fn describe_issue(issue: &CertificateIssue) -> String {
 }
 
 /// The message and fix for an address that cannot be reached.
-fn connect_advice(addr: SocketAddr, error: &ConnectError) -> (String, String) {
+fn connect_advice(addr: SocketAddr, error: &ConnectError, srv_applies: bool) -> (String, String) {
     let (ip, port) = (addr.ip(), addr.port());
     match error {
         ConnectError::Refused => (
             format!("port {port} is closed on {ip}"),
-            format!(
-                "start the homeserver's federation listener on port {port}, forward port \
-                 {port} to it on your router, or publish an SRV record pointing at a port \
-                 that is open"
-            ),
+            if srv_applies {
+                format!(
+                    "start the homeserver's federation listener on port {port}, forward port \
+                     {port} to it on your router, or publish an SRV record pointing at a port \
+                     that is open"
+                )
+            } else {
+                format!(
+                    "start the homeserver's federation listener on port {port} and forward \
+                     port {port} to it on your router, or change the server name's port or \
+                     delegation to a port that is open"
+                )
+            },
+        ),
+        ConnectError::Unreachable => (
+            format!("this machine has no route to {ip}"),
+            "check from a machine that can reach it".to_owned(),
         ),
         ConnectError::TimedOut => (
             format!("{ip} did not answer on port {port}"),
@@ -1015,7 +1101,7 @@ mod tests {
     #[test]
     fn closed_ports_say_how_to_open_them() {
         let addr: SocketAddr = "203.0.113.7:8448".parse().expect("an address");
-        let (message, fix) = connect_advice(addr, &ConnectError::Refused);
+        let (message, fix) = connect_advice(addr, &ConnectError::Refused, true);
         assert_eq!(message, "port 8448 is closed on 203.0.113.7");
         assert!(fix.contains("forward port 8448"), "{fix}");
         assert!(

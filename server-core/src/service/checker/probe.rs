@@ -54,6 +54,12 @@ fn trim_dot(name: &str) -> String {
     name.trim_end_matches('.').to_owned()
 }
 
+/// `name` as an absolute name (a final dot), so that the machine's DNS search domains are
+/// never appended: other servers do not have them.
+fn absolute(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.'))
+}
+
 impl Dns {
     /// A resolver asking `server` (`ip:port`), or the system's name servers. The hosts file
     /// is not read: other servers do not see it.
@@ -88,7 +94,7 @@ impl Dns {
     /// The SRV records of `name`, best first (lowest priority, then highest weight), and
     /// the name `name` is an alias of, if any. No records is `Ok` and empty.
     pub async fn srv(&self, name: &str) -> Result<(Vec<SrvRecord>, Option<String>), String> {
-        let lookup = match self.resolver.srv_lookup(name).await {
+        let lookup = match self.resolver.srv_lookup(absolute(name)).await {
             Ok(lookup) => lookup,
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
                 return Ok((Vec::new(), None));
@@ -119,7 +125,7 @@ impl Dns {
     pub async fn host(&self, host: &str) -> HostAnswer {
         let mut answer = HostAnswer::default();
         for record_type in [RecordType::A, RecordType::AAAA] {
-            match self.resolver.lookup(host, record_type).await {
+            match self.resolver.lookup(absolute(host), record_type).await {
                 Ok(lookup) => {
                     for record in lookup.answers() {
                         match &record.data {
@@ -144,7 +150,11 @@ impl Dns {
 
     /// Whether `name` is an alias (has a CNAME record).
     pub async fn is_alias(&self, name: &str) -> Option<String> {
-        let lookup = self.resolver.lookup(name, RecordType::CNAME).await.ok()?;
+        let lookup = self
+            .resolver
+            .lookup(absolute(name), RecordType::CNAME)
+            .await
+            .ok()?;
         lookup
             .answers()
             .iter()
@@ -263,6 +273,9 @@ pub enum ConnectError {
     Refused,
     /// No answer in time (a firewall dropping packets, or no route).
     TimedOut,
+    /// This machine has no route to the address (often: no IPv6 here), so it cannot be
+    /// tested from here.
+    Unreachable,
     /// Another network error.
     Network(String),
     /// TCP worked, TLS did not.
@@ -274,6 +287,7 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Refused => write!(f, "connection refused"),
             Self::TimedOut => write!(f, "no answer (timed out)"),
+            Self::Unreachable => write!(f, "no route from this machine"),
             Self::Network(e) => write!(f, "{e}"),
             Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
         }
@@ -367,6 +381,14 @@ impl Connector {
             Err(_) => return Err(ConnectError::TimedOut),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(ConnectError::Refused);
+            }
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+                ) =>
+            {
+                return Err(ConnectError::Unreachable);
             }
             Ok(Err(e)) => return Err(ConnectError::Network(e.to_string())),
             Ok(Ok(tcp)) => tcp,

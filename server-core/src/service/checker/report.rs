@@ -194,6 +194,9 @@ pub struct WellKnownFetch {
         skip_serializing_if = "Option::is_none"
     )]
     pub cache_seconds: Option<u64>,
+    /// This machine has no route to the address, so its answer is unknown.
+    #[serde(rename = "Untested", default)]
+    pub untested: bool,
 }
 
 /// An SRV record, as Go's `net.SRV` serialises.
