@@ -320,6 +320,29 @@ impl FakeServer {
                 }),
             );
         }
+        Self::serve(addr, cert, app).await
+    }
+
+    /// A website on `addr` whose `/.well-known/matrix/server` redirects (301) to
+    /// `location`.
+    pub async fn redirecting(addr: SocketAddr, cert: &Issued, location: &str) -> FakeServer {
+        let location = location.to_owned();
+        let app = Router::new().route(
+            "/.well-known/matrix/server",
+            get(move || {
+                let location = location.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::MOVED_PERMANENTLY,
+                        [(header::LOCATION, location)],
+                    )
+                }
+            }),
+        );
+        Self::serve(addr, cert, app).await
+    }
+
+    async fn serve(addr: SocketAddr, cert: &Issued, app: Router) -> FakeServer {
         let config = axum_server::tls_rustls::RustlsConfig::from_pem(
             cert.cert_pem.clone().into_bytes(),
             cert.key_pem.clone().into_bytes(),

@@ -540,3 +540,44 @@ async fn publishing_what_the_delegation_plan_says_makes_federation_ok() {
     assert!(report.federation_ok, "{}", report.to_text());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_well_known_file_behind_a_redirect_is_followed() {
+    let dns = TestDns::start().await;
+    let ca = TestCa::new();
+    let (site, www, fed) = (loopback_ip(), loopback_ip(), loopback_ip());
+    dns.address("moved.test", site);
+    dns.address("www.moved.test", www);
+    dns.address("matrix.moved.test", fed);
+    let _site = FakeServer::redirecting(
+        SocketAddr::new(site, 443),
+        &ca.issue(&["moved.test"], 90),
+        "https://www.moved.test/.well-known/matrix/server",
+    )
+    .await;
+    let _www = FakeServer::start(
+        SocketAddr::new(www, 443),
+        &ca.issue(&["www.moved.test"], 90),
+        "moved.test",
+        Fault::None,
+        Some(json!({ "m.server": "matrix.moved.test:8448" })),
+    )
+    .await;
+    let _server = fake(
+        fed,
+        &ca,
+        &["matrix.moved.test"],
+        90,
+        "moved.test",
+        Fault::None,
+    )
+    .await;
+
+    let report = checker(&dns, &ca).check("moved.test").await;
+    assert!(report.federation_ok, "{}", report.to_text());
+    assert_eq!(report.well_known.server, "matrix.moved.test:8448");
+    assert_eq!(
+        report.well_known.addresses[&site.to_string()].redirects,
+        ["https://www.moved.test/.well-known/matrix/server"]
+    );
+}
