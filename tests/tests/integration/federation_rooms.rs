@@ -685,3 +685,131 @@ async fn a_space_is_served_to_another_server_without_its_private_rooms() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["rooms"].as_array().map(Vec::len), Some(3), "{page}");
 }
+
+#[tokio::test]
+async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected() {
+    use matrix_sdk::ruma::{
+        CanonicalJsonValue, RoomVersionId,
+        signatures::{hash_and_sign_event, reference_hash},
+    };
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    let room_id = alice
+        .create_room(json!({ "name": "Kept", "preset": "public_chat" }))
+        .await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    let (status, sent) = alice.send_text(&room_id, "a1", "hello").await;
+    assert_eq!(status, 200, "{sent}");
+    let hello_id = sent["event_id"].as_str().expect("id").to_owned();
+
+    let services = one.server().services();
+    let two_name = ServerName::parse(two.server_name()).expect("server name");
+    let template = services
+        .rooms
+        .event_for_server(&two_name, &EventId::parse(&hello_id).expect("event id"))
+        .await
+        .expect("pdu");
+    let key = kith::crypto::load_or_create_signing_key(&one.data_dir().join("keys/signing.key"))
+        .expect("server one's key");
+    let rules = RoomVersionId::V12.rules().expect("rules");
+    let sign = |event: Value| {
+        let mut object = match CanonicalJsonValue::try_from(event).expect("canonical") {
+            CanonicalJsonValue::Object(object) => object,
+            _ => panic!("not an object"),
+        };
+        object.remove("hashes");
+        object.remove("signatures");
+        object.remove("unsigned");
+        hash_and_sign_event(one.server_name(), &key, &mut object, &rules.redaction)
+            .expect("signed");
+        let id = format!("${}", reference_hash(&object, &rules).expect("hash"));
+        (object, id)
+    };
+
+    // Server one, misbehaving: power levels set by Mallory, a user who never joined. Well
+    // signed, but the auth rules refuse it (its sender is not in the room). Server one
+    // serves it as if it were part of the room: planted in its database, with the state
+    // after the message as its own.
+    let mallory = format!("@mallory:{}", one.server_name());
+    let mut forged_levels = template.clone();
+    forged_levels["type"] = json!("m.room.power_levels");
+    forged_levels["state_key"] = json!("");
+    forged_levels["sender"] = json!(mallory);
+    forged_levels["content"] = json!({ "users": { mallory.clone(): 100 } });
+    forged_levels["prev_events"] = json!([hello_id]);
+    let (levels, levels_id) = sign(forged_levels);
+    let db = rusqlite::Connection::open(one.data_dir().join("kith.db")).expect("server one's db");
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("timeout");
+    db.execute(
+        "INSERT INTO outliers (event_id, room_id, json, soft_failed, received_ts) VALUES (?1, ?2, ?3, 0, 0)",
+        rusqlite::params![
+            levels_id,
+            room_id,
+            serde_json::to_string(&levels).expect("JSON")
+        ],
+    )
+    .expect("the forged event is planted");
+    db.execute(
+        "INSERT INTO event_state (event_id, group_id) SELECT ?1, group_id FROM event_state WHERE event_id = ?2",
+        rusqlite::params![levels_id, hello_id],
+    )
+    .expect("and given a state");
+
+    // Then a rename by Alice, a creator (whose power no power levels event can lower), that
+    // cites the forged power levels among its auth events instead of the real ones. Server
+    // two must fetch them, find that they break the rules, reject them, and so reject the
+    // rename.
+    let mut auth: Vec<Value> = Vec::new();
+    for id in template["auth_events"].as_array().expect("auth events") {
+        let event_id = EventId::parse(id.as_str().expect("an ID")).expect("an event ID");
+        let event = services
+            .rooms
+            .event_for_server(&two_name, &event_id)
+            .await
+            .expect("an auth event");
+        if event["type"] != "m.room.power_levels" {
+            auth.push(id.clone());
+        }
+    }
+    auth.push(json!(levels_id));
+    let mut rename = template.clone();
+    rename["type"] = json!("m.room.name");
+    rename["state_key"] = json!("");
+    rename["content"] = json!({ "name": "Taken over" });
+    rename["auth_events"] = json!(auth);
+    rename["prev_events"] = json!([hello_id]);
+    let (rename, rename_id) = sign(rename);
+    let answer = services
+        .federation
+        .request(
+            &two_name,
+            reqwest::Method::PUT,
+            "/_matrix/federation/v1/send/forged-auth-1",
+            &[],
+            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [rename] })),
+            true,
+        )
+        .await
+        .expect("transaction answered");
+    let error = answer["pdus"][rename_id.as_str()]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains(&format!("its auth event {levels_id} was rejected")),
+        "{answer}"
+    );
+    assert_eq!(room_name(&bob, &room_id).await, "Kept");
+}

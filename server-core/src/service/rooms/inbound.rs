@@ -15,8 +15,10 @@
 //!    the resolution of the states after each extremity.
 //!
 //! A PDU failing 2–4 is rejected: it never changes state and is remembered as rejected.
-//! Auth events unknown here are fetched from the sending server (`/event`) and kept as
-//! outliers once their signatures check out (their own auth is not checked yet). Unknown
+//! Auth events unknown here are fetched from the sending server (`/event`), with their own
+//! unknown auth events in turn, and each is checked like a PDU up to step 3 (signatures,
+//! hashes, auth against its own auth events), auth events first: one that passes is kept
+//! as an outlier, one that fails is rejected, and so is anything citing it. Unknown
 //! prev events are filled in with `/get_missing_events`, and where that leaves a gap, with
 //! the state before the gap from `/state_ids` (`fill_gap`).
 
@@ -52,6 +54,16 @@ use crate::{
     pdu::Pdu,
     storage::{NewCurrent, StateBefore, StateIds},
 };
+
+/// What auth against an event's own auth events found (step 3).
+enum OwnAuth {
+    /// The rules allow it.
+    Passed,
+    /// The rules refuse it, or one of its auth events was rejected: the reason.
+    Failed(String),
+    /// This auth event is neither known nor rejected here.
+    Unknown(OwnedEventId),
+}
 
 /// A PDU from another server, parsed far enough to know its room and ID.
 pub struct Incoming {
@@ -156,52 +168,30 @@ impl Rooms {
             Err(reason) => return self.rejected(&event_id, &room_id, reason).await,
         };
 
-        // 3. Auth against its own auth events.
-        let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
-        if auth_events.len() != pdu.auth_events.len()
+        // 3. Auth against its own auth events, fetching those unknown here.
+        let mut own = self.own_auth(&room_id, &rules, &pdu).await?;
+        if matches!(own, OwnAuth::Unknown(_))
             && let Some(origin) = origin
         {
+            let known = self.graph_pdus(&pdu.auth_events).await?;
             let missing: Vec<OwnedEventId> = pdu
                 .auth_events
                 .iter()
-                .filter(|id| !auth_events.iter().any(|a| a.event_id == **id))
+                .filter(|id| !known.iter().any(|a| a.event_id == **id))
                 .cloned()
                 .collect();
             self.fetch_outliers(origin, &room_id, &rules, &missing)
                 .await?;
-            auth_events = self.graph_pdus(&pdu.auth_events).await?;
+            own = self.own_auth(&room_id, &rules, &pdu).await?;
         }
-        if auth_events.len() != pdu.auth_events.len() {
-            return Err(Error::forbidden(format!(
-                "Some auth events of {event_id} are unknown here, and fetching them is not supported yet."
-            )));
-        }
-        // From v12 the create event is not among the auth events: its ID is the room ID's
-        // (spec: rooms/v12.md, "Event format").
-        if rules.authorization.room_create_event_id_as_room_id
-            && let Ok(create) = EventId::parse(format!("${}", &room_id.as_str()[1..]))
-        {
-            auth_events.extend(self.graph_pdus(&[create]).await?);
-        }
-        let by_id: HashMap<&EventId, &Pdu> = auth_events
-            .iter()
-            .map(|p| (p.event_id.as_ref(), p))
-            .collect();
-        if let Err(reason) =
-            check_state_independent_auth_rules(&rules.authorization, &pdu, |id: &EventId| {
-                by_id.get(id).copied()
-            })
-        {
-            return self.rejected(&event_id, &room_id, reason).await;
-        }
-        let by_key: HashMap<(String, String), &Pdu> =
-            auth_events.iter().map(|p| (state_key_of(p), p)).collect();
-        if let Err(reason) = check_state_dependent_auth_rules(
-            &rules.authorization,
-            &pdu,
-            |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
-        ) {
-            return self.rejected(&event_id, &room_id, reason).await;
+        match own {
+            OwnAuth::Passed => {}
+            OwnAuth::Failed(reason) => return self.rejected(&event_id, &room_id, reason).await,
+            OwnAuth::Unknown(missing) => {
+                return Err(Error::forbidden(format!(
+                    "The auth event {missing} of {event_id} is unknown here and could not be fetched."
+                )));
+            }
         }
 
         // 4. Auth against the state before it.
@@ -405,8 +395,66 @@ impl Rooms {
             .await
     }
 
-    /// Fetches events unknown here from `origin` one by one, checks their signatures and
-    /// hashes, and keeps them as outliers. Events that fail are skipped.
+    /// Step 3 for `pdu`: auth against its own auth events (ruma's state-independent and
+    /// state-dependent rules), which must all be in the room graph (timeline or outliers).
+    async fn own_auth(
+        &self,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+    ) -> Result<OwnAuth> {
+        let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
+        if let Some(missing) = pdu
+            .auth_events
+            .iter()
+            .find(|id| !auth_events.iter().any(|a| a.event_id == **id))
+        {
+            // An auth event that was itself rejected makes the event rejected (auth rules,
+            // rooms/v12.md "Authorization rules" 2.3); one that is unknown leaves it unknown.
+            return Ok(
+                match self.store.events().rejection(missing.as_str()).await? {
+                    Some(reason) => {
+                        OwnAuth::Failed(format!("its auth event {missing} was rejected ({reason})"))
+                    }
+                    None => OwnAuth::Unknown(missing.clone()),
+                },
+            );
+        }
+        // From v12 the create event is not among the auth events: its ID is the room ID's
+        // (spec: rooms/v12.md, "Event format").
+        if rules.authorization.room_create_event_id_as_room_id
+            && let Ok(create) = EventId::parse(format!("${}", &room_id.as_str()[1..]))
+        {
+            auth_events.extend(self.graph_pdus(&[create]).await?);
+        }
+        let by_id: HashMap<&EventId, &Pdu> = auth_events
+            .iter()
+            .map(|p| (p.event_id.as_ref(), p))
+            .collect();
+        if let Err(reason) =
+            check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| {
+                by_id.get(id).copied()
+            })
+        {
+            return Ok(OwnAuth::Failed(reason));
+        }
+        let by_key: HashMap<(String, String), &Pdu> =
+            auth_events.iter().map(|p| (state_key_of(p), p)).collect();
+        if let Err(reason) = check_state_dependent_auth_rules(
+            &rules.authorization,
+            pdu,
+            |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
+        ) {
+            return Ok(OwnAuth::Failed(reason));
+        }
+        Ok(OwnAuth::Passed)
+    }
+
+    /// Fetches events unknown here from `origin` one by one, with the unknown auth events
+    /// of those in turn (at most [`MAX_FETCHED_EVENTS`] in all). Each must be the event asked
+    /// for, with good signatures and hashes; then, auth events before the events citing
+    /// them, each is checked against its own auth events: kept as an outlier if it passes,
+    /// rejected if it fails. Events that cannot be had or checked are skipped.
     async fn fetch_outliers(
         &self,
         origin: &ServerName,
@@ -423,14 +471,19 @@ impl Rooms {
                 ),
             ));
         }
-        let known: HashSet<OwnedEventId> = self
-            .graph_pdus(ids)
-            .await?
-            .into_iter()
-            .map(|p| p.event_id)
-            .collect();
-        for id in ids.iter().filter(|id| !known.contains(*id)) {
-            let object = match self.federation.event(origin, id).await {
+        let events = self.store.events();
+        let mut fetched: HashMap<OwnedEventId, (Pdu, String)> = HashMap::new();
+        let mut queue: std::collections::VecDeque<OwnedEventId> = ids.iter().cloned().collect();
+        let mut asked: HashSet<OwnedEventId> = HashSet::new();
+        while let Some(id) = queue.pop_front() {
+            if !asked.insert(id.clone()) || events.seen(id.as_str()).await? {
+                continue;
+            }
+            if asked.len() > MAX_FETCHED_EVENTS {
+                tracing::info!(%origin, "stopped fetching auth events at {MAX_FETCHED_EVENTS}");
+                break;
+            }
+            let object = match self.federation.event(origin, &id).await {
                 Ok(value) => match CanonicalJsonValue::try_from(value) {
                     Ok(CanonicalJsonValue::Object(object)) => object,
                     _ => continue,
@@ -445,15 +498,47 @@ impl Rooms {
                 tracing::info!(%origin, event_id = %id, "fetched event has another ID");
                 continue;
             }
-            match self.verified(id, room_id, rules, object).await? {
-                Ok((_, json)) => {
-                    self.store
-                        .events()
-                        .store_outlier(id.as_str(), room_id.as_str(), json, false)
-                        .await?;
+            match self.verified(&id, room_id, rules, object).await? {
+                Ok((pdu, json)) => {
+                    queue.extend(pdu.auth_events.iter().cloned());
+                    fetched.insert(id, (pdu, json));
                 }
                 Err(reason) => {
                     tracing::info!(%origin, event_id = %id, %reason, "fetched event dropped");
+                }
+            }
+        }
+        // Auth events first: an event is checked once none of its auth events waits.
+        while !fetched.is_empty() {
+            let ready: Vec<OwnedEventId> = fetched
+                .iter()
+                .filter(|(_, (pdu, _))| !pdu.auth_events.iter().any(|a| fetched.contains_key(a)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            if ready.is_empty() {
+                // A cycle of auth events cannot be a real room's.
+                tracing::info!(%origin, left = fetched.len(), "fetched events cite each other");
+                break;
+            }
+            for id in ready {
+                let Some((pdu, json)) = fetched.remove(&id) else {
+                    continue;
+                };
+                match self.own_auth(room_id, rules, &pdu).await? {
+                    OwnAuth::Passed => {
+                        events
+                            .store_outlier(id.as_str(), room_id.as_str(), json, false)
+                            .await?;
+                    }
+                    OwnAuth::Failed(reason) => {
+                        tracing::info!(%origin, event_id = %id, %reason, "fetched event rejected");
+                        events
+                            .reject(id.as_str(), room_id.as_str(), &reason)
+                            .await?;
+                    }
+                    OwnAuth::Unknown(missing) => {
+                        tracing::info!(%origin, event_id = %id, %missing, "fetched event skipped: an auth event is missing");
+                    }
                 }
             }
         }
@@ -550,29 +635,19 @@ impl Rooms {
             self.fetch_outliers(server, room_id, rules, &missing)
                 .await?;
         }
-        let mut auth_events = self.graph_pdus(&pdu.auth_events).await?;
-        if rules.authorization.room_create_event_id_as_room_id
-            && let Ok(create) = EventId::parse(format!("${}", &room_id.as_str()[1..]))
-        {
-            auth_events.extend(self.graph_pdus(&[create]).await?);
+        match self.own_auth(room_id, rules, &pdu).await? {
+            OwnAuth::Passed => {}
+            OwnAuth::Failed(reason) => {
+                return Err(Error::forbidden(format!(
+                    "it breaks the auth rules: {reason}"
+                )));
+            }
+            OwnAuth::Unknown(missing) => {
+                return Err(Error::forbidden(format!(
+                    "its auth event {missing} is unknown here and could not be fetched"
+                )));
+            }
         }
-        let by_id: HashMap<&EventId, &Pdu> = auth_events
-            .iter()
-            .map(|p| (p.event_id.as_ref(), p))
-            .collect();
-        let by_key: HashMap<(String, String), &Pdu> =
-            auth_events.iter().map(|p| (state_key_of(p), p)).collect();
-        check_state_independent_auth_rules(&rules.authorization, &pdu, |id: &EventId| {
-            by_id.get(id).copied()
-        })
-        .and_then(|()| {
-            check_state_dependent_auth_rules(
-                &rules.authorization,
-                &pdu,
-                |t: &StateEventType, k: &str| by_key.get(&(t.to_string(), k.to_owned())).copied(),
-            )
-        })
-        .map_err(|reason| Error::forbidden(format!("it breaks the auth rules: {reason}")))?;
         // Only the event's own fields count for a backfilled row; it has no place in the
         // state or the graph's extremities.
         let placement = Placement {
