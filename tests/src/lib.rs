@@ -167,6 +167,19 @@ impl TestServer {
         }
     }
 
+    /// A server admin, `root`, created in-process and logged in.
+    pub async fn admin(&self) -> Client {
+        self.server()
+            .services()
+            .users
+            .create("root", Some("a long admin password"), true)
+            .await
+            .expect("an admin");
+        let (status, login) = self.login("root", "a long admin password").await;
+        assert_eq!(status, 200, "{login}");
+        self.anonymous().with_login(&login)
+    }
+
     /// An anonymous client.
     pub fn anonymous(&self) -> Client {
         Client {

@@ -158,6 +158,17 @@ fn require_admin(session: &Session) -> Result<()> {
     }
 }
 
+/// Self-checks need a federation listener.
+fn require_federation(services: &Services) -> Result<()> {
+    if services.health.enabled() {
+        Ok(())
+    } else {
+        Err(Error::not_found(
+            "This server has no federation listener, so it does not check its federation.",
+        ))
+    }
+}
+
 fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
     serde_json::to_value(value)
         .map(Json)
@@ -186,11 +197,7 @@ async fn health(
     AuthedUser(session): AuthedUser,
 ) -> Result<Json<Value>> {
     require_admin(&session)?;
-    if !services.health.enabled() {
-        return Err(Error::not_found(
-            "This server has no federation listener, so it does not check its federation.",
-        ));
-    }
+    require_federation(&services)?;
     match services.health.last() {
         Some(health) => to_json(&health),
         None => Err(Error::not_found("No self-check has finished yet.")),
@@ -203,10 +210,6 @@ async fn check_health_now(
     AuthedUser(session): AuthedUser,
 ) -> Result<Json<Value>> {
     require_admin(&session)?;
-    if !services.health.enabled() {
-        return Err(Error::not_found(
-            "This server has no federation listener, so it does not check its federation.",
-        ));
-    }
+    require_federation(&services)?;
     to_json(&services.health.check_now().await?)
 }

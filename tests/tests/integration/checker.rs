@@ -425,17 +425,7 @@ async fn the_server_checks_its_own_federation_and_tells_admins_and_the_event_str
     );
 
     // Admins read it through the admin API; others may not.
-    let admin_id = server
-        .server()
-        .services()
-        .users
-        .create("root", Some("a long admin password"), true)
-        .await
-        .expect("an admin");
-    assert!(admin_id.as_str().starts_with("@root:"));
-    let (status, login) = server.login("root", "a long admin password").await;
-    assert_eq!(status, 200, "{login}");
-    let admin = server.anonymous().with_login(&login);
+    let admin = server.admin().await;
     let (status, body) = admin.get("/_kith/admin/v1/federation/health").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "ok");
@@ -496,15 +486,7 @@ async fn publishing_what_the_delegation_plan_says_makes_federation_ok() {
         .file("tls/federation.key", cert.key_pem)
         .start()
         .await;
-    server
-        .server()
-        .services()
-        .users
-        .create("root", Some("a long admin password"), true)
-        .await
-        .expect("an admin");
-    let (_, login) = server.login("root", "a long admin password").await;
-    let admin = server.anonymous().with_login(&login);
+    let admin = server.admin().await;
     let (status, plan) = admin
         .get(&format!("/_kith/admin/v1/federation/delegation?ipv4={ip}"))
         .await;

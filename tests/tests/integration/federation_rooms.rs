@@ -370,12 +370,10 @@ async fn a_server_denied_by_the_rooms_acl_is_refused_everywhere() {
     assert!(!bodies(&history(&alice, &room_id).await).contains(&"let me in"));
 }
 
-#[tokio::test]
-async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_state() {
-    use matrix_sdk::ruma::{
-        CanonicalJsonValue, RoomVersionId,
-        signatures::{hash_and_sign_event, reference_hash},
-    };
+/// Two federating Kith servers; Alice on the first creates a public room named "Kept", Bob
+/// on the second joins it, and Alice says hello. The servers, both clients, the room, and
+/// the hello's event ID.
+async fn a_room_on_two_servers() -> (TestServer, TestServer, Client, Client, String, String) {
     let one = TestServer::start_federating().await;
     let two = TestServer::start_federating().await;
     let alice = one.register("alice").await;
@@ -395,6 +393,35 @@ async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_sta
     assert_eq!(status, 200, "{joined}");
     let (status, sent) = alice.send_text(&room_id, "a1", "hello").await;
     assert_eq!(status, 200, "{sent}");
+    let hello_id = sent["event_id"].as_str().expect("an event ID").to_owned();
+    (one, two, alice, bob, room_id, hello_id)
+}
+
+/// `event` (a room v12 PDU) hashed and signed with `server`'s own key, as that server
+/// would send it, and its event ID.
+fn signed_by(server: &TestServer, event: Value) -> (matrix_sdk::ruma::CanonicalJsonObject, String) {
+    use matrix_sdk::ruma::{
+        CanonicalJsonValue, RoomVersionId,
+        signatures::{hash_and_sign_event, reference_hash},
+    };
+    let mut object = match CanonicalJsonValue::try_from(event).expect("canonical") {
+        CanonicalJsonValue::Object(object) => object,
+        _ => panic!("not an object"),
+    };
+    object.remove("hashes");
+    object.remove("signatures");
+    object.remove("unsigned");
+    let key = kith::crypto::load_or_create_signing_key(&server.data_dir().join("keys/signing.key"))
+        .expect("the server's key");
+    let rules = RoomVersionId::V12.rules().expect("rules");
+    hash_and_sign_event(server.server_name(), &key, &mut object, &rules.redaction).expect("signed");
+    let id = format!("${}", reference_hash(&object, &rules).expect("hash"));
+    (object, id)
+}
+
+#[tokio::test]
+async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_state() {
+    let (one, two, _alice, bob, room_id, hello_id) = a_room_on_two_servers().await;
 
     // Server one, misbehaving: a rename by Mallory, a user of its own who never joined,
     // properly hashed and signed with its key. The signature is fine; the auth rules are
@@ -403,10 +430,7 @@ async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_sta
     let two_name = ServerName::parse(two.server_name()).expect("server name");
     let template = services
         .rooms
-        .event_for_server(
-            &two_name,
-            &EventId::parse(sent["event_id"].as_str().expect("id")).expect("event id"),
-        )
+        .event_for_server(&two_name, &EventId::parse(&hello_id).expect("event id"))
         .await
         .expect("pdu");
     let mut forged = template.clone();
@@ -414,17 +438,7 @@ async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_sta
     forged["state_key"] = json!("");
     forged["sender"] = json!(format!("@mallory:{}", one.server_name()));
     forged["content"] = json!({ "name": "Taken over" });
-    let mut object = match CanonicalJsonValue::try_from(forged).expect("canonical") {
-        CanonicalJsonValue::Object(object) => object,
-        _ => panic!("not an object"),
-    };
-    object.remove("hashes");
-    object.remove("signatures");
-    let key = kith::crypto::load_or_create_signing_key(&one.data_dir().join("keys/signing.key"))
-        .expect("server one's key");
-    let rules = RoomVersionId::V12.rules().expect("rules");
-    hash_and_sign_event(one.server_name(), &key, &mut object, &rules.redaction).expect("signed");
-    let forged_id = format!("${}", reference_hash(&object, &rules).expect("hash"));
+    let (object, forged_id) = signed_by(&one, forged);
     let answer = services
         .federation
         .request(
@@ -688,30 +702,7 @@ async fn a_space_is_served_to_another_server_without_its_private_rooms() {
 
 #[tokio::test]
 async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected() {
-    use matrix_sdk::ruma::{
-        CanonicalJsonValue, RoomVersionId,
-        signatures::{hash_and_sign_event, reference_hash},
-    };
-    let one = TestServer::start_federating().await;
-    let two = TestServer::start_federating().await;
-    let alice = one.register("alice").await;
-    let bob = two.register("bob").await;
-    let room_id = alice
-        .create_room(json!({ "name": "Kept", "preset": "public_chat" }))
-        .await;
-    let (status, joined) = bob
-        .post(
-            &format!(
-                "/_matrix/client/v3/join/{room_id}?via={}",
-                url_encode(one.server_name())
-            ),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{joined}");
-    let (status, sent) = alice.send_text(&room_id, "a1", "hello").await;
-    assert_eq!(status, 200, "{sent}");
-    let hello_id = sent["event_id"].as_str().expect("id").to_owned();
+    let (one, two, _alice, bob, room_id, hello_id) = a_room_on_two_servers().await;
 
     let services = one.server().services();
     let two_name = ServerName::parse(two.server_name()).expect("server name");
@@ -720,22 +711,7 @@ async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected(
         .event_for_server(&two_name, &EventId::parse(&hello_id).expect("event id"))
         .await
         .expect("pdu");
-    let key = kith::crypto::load_or_create_signing_key(&one.data_dir().join("keys/signing.key"))
-        .expect("server one's key");
-    let rules = RoomVersionId::V12.rules().expect("rules");
-    let sign = |event: Value| {
-        let mut object = match CanonicalJsonValue::try_from(event).expect("canonical") {
-            CanonicalJsonValue::Object(object) => object,
-            _ => panic!("not an object"),
-        };
-        object.remove("hashes");
-        object.remove("signatures");
-        object.remove("unsigned");
-        hash_and_sign_event(one.server_name(), &key, &mut object, &rules.redaction)
-            .expect("signed");
-        let id = format!("${}", reference_hash(&object, &rules).expect("hash"));
-        (object, id)
-    };
+    let sign = |event: Value| signed_by(&one, event);
 
     // Server one, misbehaving: power levels set by Mallory, a user who never joined. Well
     // signed, but the auth rules refuse it (its sender is not in the room). Server one

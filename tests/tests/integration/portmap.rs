@@ -7,18 +7,6 @@ use kith_tests::{
 };
 use serde_json::json;
 
-async fn admin_of(server: &TestServer) -> kith_tests::Client {
-    server
-        .server()
-        .services()
-        .users
-        .create("root", Some("a long admin password"), true)
-        .await
-        .expect("an admin");
-    let (_, login) = server.login("root", "a long admin password").await;
-    server.anonymous().with_login(&login)
-}
-
 #[tokio::test]
 async fn an_admin_has_the_router_forward_the_federation_port_and_learns_the_public_address() {
     let router = FakeRouter::start(vec![25]).await;
@@ -36,7 +24,7 @@ async fn an_admin_has_the_router_forward_the_federation_port_and_learns_the_publ
         .federation_addr()
         .expect("a listener")
         .port();
-    let admin = admin_of(&server).await;
+    let admin = server.admin().await;
 
     let (status, body) = admin
         .post("/_kith/admin/v1/network/port_mapping", json!({}))
@@ -84,7 +72,7 @@ async fn without_a_upnp_router_the_answer_says_to_forward_ports_by_hand() {
         })
         .start()
         .await;
-    let admin = admin_of(&server).await;
+    let admin = server.admin().await;
     let (status, body) = admin
         .post("/_kith/admin/v1/network/port_mapping", json!({}))
         .await;
