@@ -327,7 +327,6 @@ async fn ask_external(url: &str, server_name: &str) -> ExternalResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::checker::report::{ConnectionChecks, ConnectionReport};
 
     const HOUR: i64 = 3_600_000;
     const NOW: i64 = 1_800_000_000_000;
@@ -350,19 +349,7 @@ mod tests {
     }
 
     fn healthy_report() -> Report {
-        let mut report = Report::default();
-        report.connection_reports.insert(
-            "192.0.2.1:8448".to_owned(),
-            ConnectionReport {
-                checks: ConnectionChecks {
-                    all_checks_ok: true,
-                    ..ConnectionChecks::default()
-                },
-                ..ConnectionReport::default()
-            },
-        );
-        report.conclude();
-        report
+        crate::service::checker::report::passing_report()
     }
 
     #[test]

@@ -397,6 +397,37 @@ async fn a_room_on_two_servers() -> (TestServer, TestServer, Client, Client, Str
     (one, two, alice, bob, room_id, hello_id)
 }
 
+/// `pdu` sent from `from` to `to` in transaction `txn`: the receiver's answer.
+async fn send_pdu(
+    from: &TestServer,
+    to: &TestServer,
+    txn: &str,
+    pdu: &matrix_sdk::ruma::CanonicalJsonObject,
+) -> Value {
+    let to_name = ServerName::parse(to.server_name()).expect("server name");
+    from.server()
+        .services()
+        .federation
+        .request(
+            &to_name,
+            reqwest::Method::PUT,
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            &[],
+            Some(&json!({ "origin": from.server_name(), "origin_server_ts": 1, "pdus": [pdu] })),
+            true,
+        )
+        .await
+        .expect("transaction answered")
+}
+
+/// The error a transaction's answer gives for the PDU `event_id` (empty if none).
+fn pdu_error(answer: &Value, event_id: &str) -> String {
+    answer["pdus"][event_id]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// `event` (a room v12 PDU) hashed and signed with `server`'s own key, as that server
 /// would send it, and its event ID.
 fn signed_by(server: &TestServer, event: Value) -> (matrix_sdk::ruma::CanonicalJsonObject, String) {
@@ -439,22 +470,8 @@ async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_sta
     forged["sender"] = json!(format!("@mallory:{}", one.server_name()));
     forged["content"] = json!({ "name": "Taken over" });
     let (object, forged_id) = signed_by(&one, forged);
-    let answer = services
-        .federation
-        .request(
-            &two_name,
-            reqwest::Method::PUT,
-            "/_matrix/federation/v1/send/forged-1",
-            &[],
-            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [object] })),
-            true,
-        )
-        .await
-        .expect("transaction answered");
-    let error = answer["pdus"][forged_id.as_str()]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let answer = send_pdu(&one, &two, "forged-1", &object).await;
+    let error = pdu_error(&answer, &forged_id);
     assert!(!error.is_empty(), "{answer}");
 
     // Server two kept the room as it was: the name, and no trace in the timeline.
@@ -474,18 +491,7 @@ async fn pdus_breaking_the_auth_rules_or_malformed_are_refused_and_change_no_sta
         "{page}"
     );
     // And the same PDU again is answered the same way without being checked again.
-    let answer = services
-        .federation
-        .request(
-            &two_name,
-            reqwest::Method::PUT,
-            "/_matrix/federation/v1/send/forged-2",
-            &[],
-            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [object] })),
-            true,
-        )
-        .await
-        .expect("transaction answered");
+    let answer = send_pdu(&one, &two, "forged-2", &object).await;
     assert_eq!(answer["pdus"][forged_id.as_str()]["error"], error.as_str());
     assert_eq!(room_name(&bob, &room_id).await, "Kept");
 
@@ -767,22 +773,8 @@ async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected(
     rename["auth_events"] = json!(auth);
     rename["prev_events"] = json!([hello_id]);
     let (rename, rename_id) = sign(rename);
-    let answer = services
-        .federation
-        .request(
-            &two_name,
-            reqwest::Method::PUT,
-            "/_matrix/federation/v1/send/forged-auth-1",
-            &[],
-            Some(&json!({ "origin": one.server_name(), "origin_server_ts": 1, "pdus": [rename] })),
-            true,
-        )
-        .await
-        .expect("transaction answered");
-    let error = answer["pdus"][rename_id.as_str()]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let answer = send_pdu(&one, &two, "forged-auth-1", &rename).await;
+    let error = pdu_error(&answer, &rename_id);
     assert!(
         error.contains(&format!("its auth event {levels_id} was rejected")),
         "{answer}"

@@ -471,27 +471,34 @@ impl Report {
     }
 }
 
+/// A report with one address whose checks all passed, concluded (for tests).
+#[cfg(test)]
+pub(crate) fn passing_report() -> Report {
+    let mut report = Report {
+        server_name: "example.org".to_owned(),
+        ..Report::default()
+    };
+    report.connection_reports.insert(
+        "192.0.2.1:8448".to_owned(),
+        ConnectionReport {
+            checks: ConnectionChecks {
+                all_checks_ok: true,
+                ..ConnectionChecks::default()
+            },
+            ..ConnectionReport::default()
+        },
+    );
+    report.conclude();
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_json_uses_matrix_federation_testers_field_names() {
-        let mut report = Report {
-            server_name: "example.org".to_owned(),
-            ..Report::default()
-        };
-        report.connection_reports.insert(
-            "192.0.2.1:8448".to_owned(),
-            ConnectionReport {
-                checks: ConnectionChecks {
-                    all_checks_ok: true,
-                    ..ConnectionChecks::default()
-                },
-                ..ConnectionReport::default()
-            },
-        );
-        report.conclude();
+        let report = passing_report();
         let json = serde_json::to_value(&report).expect("serialises");
         for field in [
             "WellKnownResult",
