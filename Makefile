@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kith-target
 CARGO ?= cargo
 
-.PHONY: run test deps synapse lint bench
+.PHONY: run test deps synapse lint bench ui
 
 # Build tools the tests need (cargo-nextest), if missing.
 deps:
@@ -15,10 +15,22 @@ deps:
 synapse:
 	tests/synapse/install.sh
 
-# Until the desktop app exists: the headless server with defaults (kith.toml in the
-# per-user data dir, created on first start).
-run:
-	$(CARGO) run --release -p kith-server-core --bin kith -- serve
+# The web UI (wizard and dashboard), built into ui/dist/; the kith binary embeds it, so it
+# is built first.
+ui:
+	tests/ui/install.sh
+	cd ui && npm run build
+
+# With a display: the desktop app (its wizard on first start, then the dashboard and the
+# tray). Without one: the headless server with defaults (kith.toml in the per-user data
+# dir, created on first start) and the same dashboard at /_kith/; its first start prints
+# a one-time setup link.
+run: ui
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		src-tauri/install-deps.sh && $(CARGO) run --release -p kith-desktop; \
+	else \
+		$(CARGO) run --release -p kith-server-core --bin kith -- serve; \
+	fi
 
 # Clippy is `make lint`, not part of `make test`: on a cold two-core machine it needs a
 # second, check-mode build of every dependency (about 20 more minutes).
@@ -26,12 +38,19 @@ run:
 test: deps
 	$(CARGO) fmt --all -- --check
 	tests/pebble/install.sh
+	tests/ui/install.sh --browser
+	src-tauri/install-deps.sh --test
+	cd ui && npm run build && npm test
 	@tests/synapse/install.sh & installer=$$!; \
 	if ! $(CARGO) nextest run --workspace --no-run; then kill $$installer; exit 1; fi; \
 	wait $$installer
+	$(CARGO) build -p kith-server-core --bin kith -p kith-desktop
 	$(CARGO) nextest run --workspace --no-fail-fast
+	cd ui && KITH_BIN=$(CARGO_TARGET_DIR)/debug/kith npm run e2e
+	tests/desktop/run.sh
 
-lint:
+lint: ui
+	src-tauri/install-deps.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Numbers, not pass/fail: the same load run against Kith and Synapse (tests/bench/).

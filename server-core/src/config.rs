@@ -12,6 +12,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 /// Who may create an account through the Client-Server API.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
@@ -78,6 +79,7 @@ pub struct NetworkConfig {
 }
 
 /// Where the federation listener's certificate comes from.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum TlsMode {
     /// Made by Kith for the server name; other servers on the internet will not trust it
@@ -398,6 +400,18 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Writes config text to `path` (0600): to a new file beside it, then renamed over it, so
+/// a crash never leaves half a config.
+pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = path.with_extension("toml.new");
+    crate::crypto::write_private_file(&partial, text.as_bytes())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::rename(&partial, path)
+}
+
 /// Room versions Kith creates and joins (DESIGN.md: 12 by default, 10 and 11 also).
 pub const SUPPORTED_ROOM_VERSIONS: [&str; 3] = ["10", "11", "12"];
 
@@ -431,6 +445,12 @@ impl Config {
     /// Parses a config from TOML text. Syntax errors and unknown keys are problems too.
     pub fn from_toml(text: &str) -> Result<Self, Vec<Problem>> {
         toml::from_str(text).map_err(|e| vec![problem("", e.to_string().trim().to_owned())])
+    }
+
+    /// Writes the config, commented, to `path` (0600): to a new file beside it, then
+    /// renamed over it, so a crash never leaves half a config.
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        write_file(path, &self.to_commented_toml())
     }
 
     /// Reads and parses the file at `path`.

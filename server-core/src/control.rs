@@ -7,6 +7,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
@@ -19,7 +20,8 @@ use crate::{
     error::{Error, Result},
     service::{
         Services,
-        certificates::{CertificateEvent, CertificateStatus, Certificates},
+        certificates::{CertificateEvent, Certificates},
+        dashboard::{Runtime, SAMPLE_INTERVAL},
         health::{FederationHealth, HealthState},
     },
     storage::Store,
@@ -29,6 +31,10 @@ use crate::{
 pub mod layout {
     use std::path::{Path, PathBuf};
 
+    /// The first run's setup token (0600), while no admin exists.
+    pub fn setup_token(data_dir: &Path) -> PathBuf {
+        data_dir.join(crate::service::dashboard::SETUP_TOKEN_FILE)
+    }
     /// The SQLite database.
     pub fn database(data_dir: &Path) -> PathBuf {
         data_dir.join("kith.db")
@@ -77,40 +83,17 @@ pub enum ServerEvent {
     Stopped,
 }
 
-/// A snapshot of the server's health.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// The server name.
-    pub server_name: String,
-    /// The client listener.
-    pub client_addr: SocketAddr,
-    /// The federation listener, if there is one.
-    pub federation_addr: Option<SocketAddr>,
-    /// Seconds since start.
-    pub uptime_secs: u64,
-    /// Active accounts.
-    pub user_count: u64,
-    /// Rooms known to the server.
-    pub room_count: u64,
-    /// Resident memory of this process, in bytes (if the OS tells).
-    pub rss_bytes: Option<u64>,
-    /// The latest federation self-check: state, summary line, and when (ms).
-    pub federation_health: Option<(HealthState, String, i64)>,
-    /// The federation listener's certificate: names, end and days left.
-    pub certificate: Option<CertificateStatus>,
-}
+pub use crate::service::dashboard::{HealthSummary, Status};
 
 /// A started server.
 pub struct RunningServer {
     services: Services,
-    client_addr: SocketAddr,
+    /// Listeners, start time, certificate, config file, setup token, restart requests.
+    runtime: Arc<Runtime>,
     federation: Option<FederationListener>,
-    started: Instant,
     events: broadcast::Sender<ServerEvent>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    /// The federation certificate, when there is a federation listener.
-    certificates: Option<Certificates>,
     /// The self-check loop, the certificate watch, and the tasks that turn their results
     /// into server events.
     background: Vec<JoinHandle<()>>,
@@ -280,9 +263,28 @@ async fn serve_http_challenges(certificates: Certificates, listener: Option<TcpL
 /// How often own certificate files are looked at for changes.
 const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How a server is started, beyond its config and data dir.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The config file it comes from: the wizard and the settings page write it (without
+    /// one, they cannot change the config).
+    pub config_file: Option<PathBuf>,
+    /// The log lines kept in memory ([`crate::logging::init`]), for the dashboard.
+    pub logs: Option<crate::logging::LogBuffer>,
+}
+
 /// Starts a server: opens `data_dir`, binds the client listener (and the federation
 /// listener, if configured) and serves until stopped.
 pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
+    start_with(config, data_dir, StartOptions::default()).await
+}
+
+/// [`start`], with options.
+pub async fn start_with(
+    config: Config,
+    data_dir: PathBuf,
+    options: StartOptions,
+) -> Result<RunningServer> {
     crate::memory::return_large_blocks();
     let addr = config.listen.client.clone();
     let federation_addr = config.listen.federation.clone();
@@ -344,9 +346,21 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    let setup_token = setup_token(&services, &data_dir).await?;
+    let runtime = Arc::new(Runtime {
+        started: Instant::now(),
+        client_addr,
+        federation_addr: federation.as_ref().map(|f| f.addr),
+        certificates: certificates.clone(),
+        config_file: options.config_file,
+        logs: options.logs,
+        data_dir,
+        setup_token,
+        restart: tokio::sync::Notify::new(),
+    });
     let (events, _) = broadcast::channel(64);
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    let app = api::router(services.clone());
+    let app = api::router(services.clone(), runtime.clone());
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -365,6 +379,7 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     } else {
         Vec::new()
     };
+    background.push(start_sampling(&services));
     if let Some(certificates) = &certificates {
         let health = services.health.enabled().then(|| services.health.clone());
         background.extend(start_certificate_tasks(
@@ -382,14 +397,48 @@ pub async fn start(config: Config, data_dir: PathBuf) -> Result<RunningServer> {
     );
     Ok(RunningServer {
         services,
-        client_addr,
+        runtime,
         federation,
-        started: Instant::now(),
         events,
         shutdown,
         task,
-        certificates,
         background,
+    })
+}
+
+/// The first run's setup token: made (and kept in `setup-token`, 0600) while no admin
+/// exists, so the one-time setup link printed at start keeps working across restarts
+/// until the wizard has made the admin; deleted once one exists.
+async fn setup_token(services: &Services, data_dir: &Path) -> Result<Option<String>> {
+    let path = layout::setup_token(data_dir);
+    if services.dashboard.has_admin().await? {
+        if path.exists() {
+            std::fs::remove_file(&path)?;
+        }
+        return Ok(None);
+    }
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && token.trim().len() >= 32
+    {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let token = crypto::random_string(43);
+    crypto::write_private_file(&path, token.as_bytes())?;
+    Ok(Some(token))
+}
+
+/// Takes a sample for the dashboard's charts every [`SAMPLE_INTERVAL`].
+fn start_sampling(services: &Services) -> JoinHandle<()> {
+    let dashboard = services.dashboard.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = dashboard.sample().await {
+                tracing::debug!(error = %e, "no sample for the charts");
+            }
+        }
     })
 }
 
@@ -439,7 +488,27 @@ fn start_self_checks(
 impl RunningServer {
     /// Where the Client-Server API listens.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
+        self.runtime.client_addr
+    }
+
+    /// The first run's setup token, while no admin exists: the setup link is
+    /// `http://<client_addr>/_kith/#setup=<token>`.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.runtime.setup_token.as_deref()
+    }
+
+    /// A future that completes when an admin asks for a restart; unlike
+    /// [`RunningServer::restart_requested`] it does not borrow the server, so a shell can
+    /// wait on it while it keeps the server elsewhere.
+    pub fn restart_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let runtime = self.runtime.clone();
+        async move { runtime.restart.notified().await }
+    }
+
+    /// Returns when an admin has asked for a restart (after the wizard or the settings
+    /// page wrote a new config): the caller stops this server and starts it again.
+    pub async fn restart_requested(&self) {
+        self.runtime.restart.notified().await;
     }
 
     /// Where the federation API listens (TLS), if it does.
@@ -459,21 +528,7 @@ impl RunningServer {
 
     /// The server's health now.
     pub async fn status(&self) -> Result<Status> {
-        Ok(Status {
-            server_name: self.services.identity.server_name.to_string(),
-            client_addr: self.client_addr,
-            federation_addr: self.federation_addr(),
-            uptime_secs: self.started.elapsed().as_secs(),
-            user_count: self.services.users.count().await?,
-            room_count: self.services.rooms.count().await?,
-            rss_bytes: memory_stats::memory_stats().map(|m| m.physical_mem as u64),
-            federation_health: self
-                .services
-                .health
-                .last()
-                .map(|h| (h.state, h.summary, h.checked_at)),
-            certificate: self.certificates.as_ref().and_then(Certificates::status),
-        })
+        self.runtime.status(&self.services).await
     }
 
     /// Runs the federation self-check now (the tray's "Check federation now"); the result

@@ -126,6 +126,141 @@ pub fn random_string(len: usize) -> String {
         .collect()
 }
 
+/// How strong a password is: a rough estimate of how many guesses it would take, for the
+/// wizard's strength meter and the check on passwords that admins set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct PasswordStrength {
+    /// 0 (guessed at once) to 4 (very strong).
+    pub score: u8,
+    /// "very weak", "weak", "fair", "strong" or "very strong".
+    pub label: String,
+    /// Whether Kith accepts it for an account an admin makes (score 2 or more).
+    pub acceptable: bool,
+    /// What would make it stronger, in plain words.
+    pub suggestions: Vec<String>,
+}
+
+/// Passwords tried first by anyone guessing; a password made of one of these (with digits
+/// or symbols around it) is weak whatever its length.
+const COMMON_PASSWORDS: [&str; 32] = [
+    "password",
+    "passwort",
+    "motdepasse",
+    "123456",
+    "12345678",
+    "123456789",
+    "qwerty",
+    "qwertz",
+    "azerty",
+    "abc123",
+    "letmein",
+    "welcome",
+    "admin",
+    "iloveyou",
+    "monkey",
+    "dragon",
+    "football",
+    "baseball",
+    "sunshine",
+    "princess",
+    "master",
+    "shadow",
+    "secret",
+    "matrix",
+    "element",
+    "homeserver",
+    "kith",
+    "family",
+    "trustno1",
+    "starwars",
+    "hello",
+    "changeme",
+];
+
+/// Estimates the strength of `password`; `personal` are words the user is known by (user
+/// name, server name), which make a password weak when it is built on them.
+pub fn password_strength(password: &str, personal: &[&str]) -> PasswordStrength {
+    let mut suggestions = Vec::new();
+    let chars: Vec<char> = password.chars().collect();
+    let lower = password.to_lowercase();
+    // The alphabet a guesser must try: the kinds of character used.
+    let mut alphabet = 0u32;
+    if chars.iter().any(char::is_ascii_lowercase) {
+        alphabet += 26;
+    }
+    if chars.iter().any(char::is_ascii_uppercase) {
+        alphabet += 26;
+    }
+    if chars.iter().any(char::is_ascii_digit) {
+        alphabet += 10;
+    }
+    if chars.iter().any(|c| c.is_ascii_punctuation() || *c == ' ') {
+        alphabet += 33;
+    }
+    if chars.iter().any(|c| !c.is_ascii()) {
+        alphabet += 100;
+    }
+    // Repeats and runs ("aaaa", "1234", "abcd") add almost nothing: count each as one.
+    let mut effective = 0usize;
+    for (i, c) in chars.iter().enumerate() {
+        let repeat = i > 0 && chars[i - 1] == *c;
+        let run = i > 0 && (*c as i64 - chars[i - 1] as i64).abs() == 1;
+        if !(repeat || run) {
+            effective += 1;
+        }
+    }
+    if effective * 2 < chars.len() {
+        suggestions.push("Avoid repeated characters and runs like 1234 or abcd.".to_owned());
+    }
+    let stripped: String = lower.chars().filter(|c| c.is_alphabetic()).collect();
+    let common = COMMON_PASSWORDS
+        .iter()
+        .any(|word| lower.contains(word) && (stripped.len() <= word.len() + 2));
+    // A personal word is guessed as one piece, not letter by letter.
+    let personal_word = personal
+        .iter()
+        .map(|word| word.to_lowercase())
+        .filter(|word| word.chars().count() >= 3 && lower.contains(word.as_str()))
+        .map(|word| word.chars().count())
+        .max();
+    if let Some(length) = personal_word {
+        effective = effective.saturating_sub(length - 1);
+    }
+    let mut bits = effective as f64 * f64::from(alphabet.max(1)).log2();
+    if common {
+        bits = bits.min(10.0);
+        suggestions.push("It is built on a password that guessers try first.".to_owned());
+    }
+    if personal_word.is_some() {
+        suggestions.push("Do not build it on your user or server name.".to_owned());
+    }
+    if chars.len() < 12 {
+        suggestions.push(
+            "Use at least 12 characters; a few unrelated words are easy to remember.".to_owned(),
+        );
+    }
+    let score: u8 = match bits {
+        b if b < 28.0 => 0,
+        b if b < 40.0 => 1,
+        b if b < 55.0 => 2,
+        b if b < 75.0 => 3,
+        _ => 4,
+    };
+    let label = ["very weak", "weak", "fair", "strong", "very strong"][usize::from(score)];
+    PasswordStrength {
+        score,
+        label: label.to_owned(),
+        acceptable: score >= 2,
+        suggestions,
+    }
+}
+
+/// Whether two secrets are equal, taking the same time wherever they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The form in which tokens are stored: a SHA-256, hex encoded. A leaked database then
 /// holds no usable token.
 pub fn hash_token(token: &str) -> String {
@@ -195,6 +330,20 @@ pub fn verify_signature(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn password_strength_grows_with_length_and_kinds_and_falls_for_common_or_personal_words() {
+        assert_eq!(super::password_strength("", &[]).score, 0);
+        assert!(!super::password_strength("password123", &[]).acceptable);
+        assert!(!super::password_strength("aaaaaaaaaaaaaaaa", &[]).acceptable);
+        assert!(!super::password_strength("1234567890123", &[]).acceptable);
+        assert!(!super::password_strength("alice2026!", &["alice"]).acceptable);
+        let fair = super::password_strength("Tr0mbone-Lamp", &["alice"]);
+        assert!(fair.acceptable, "{fair:?}");
+        let strong = super::password_strength("correct horse battery staple", &["alice"]);
+        assert!(strong.score >= 3, "{strong:?}");
+        assert!(strong.suggestions.is_empty(), "{strong:?}");
+    }
+
     use super::*;
 
     #[test]

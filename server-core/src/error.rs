@@ -196,6 +196,17 @@ impl Error {
     pub fn internal(context: impl fmt::Display) -> Self {
         Self::Internal(context.to_string())
     }
+    /// The sentence this error shows a user (internal details stay in the log).
+    pub fn user_message(&self) -> String {
+        match self {
+            Self::Matrix { message, .. } => message.clone(),
+            Self::Uiaa(_) => "More authentication is needed.".to_owned(),
+            Self::Internal(_) => {
+                "Something went wrong inside the server; its log says what.".to_owned()
+            }
+        }
+    }
+
     /// The errcode this error shows a client.
     pub fn errcode(&self) -> &'static str {
         match self {

@@ -22,14 +22,17 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod error;
+pub mod logging;
 pub mod memory;
 pub mod net;
 pub mod pdu;
 pub mod service;
 pub mod storage;
+#[cfg(test)]
+mod typescript;
 
 pub use crate::{
     config::Config,
-    control::{RunningServer, ServerEvent, Status, start},
+    control::{RunningServer, ServerEvent, StartOptions, Status, start, start_with},
     error::{Error, Result},
 };

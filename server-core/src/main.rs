@@ -135,35 +135,76 @@ fn report(path: &std::path::Path, problems: &[kith::config::Problem]) -> String 
     text
 }
 
-async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+async fn serve(config: Option<PathBuf>, logs: kith::logging::LogBuffer) -> Result<(), String> {
     let path = config_path(config)?;
     if !path.exists() {
         let text = Config::default().to_commented_toml();
         kith::crypto::write_private_file(&path, text.as_bytes()).map_err(|e| e.to_string())?;
         println!("Wrote a default config to {}", path.display());
     }
-    let config = load(&path)?;
-    let data_dir = config.resolved_data_dir(&path);
-    let server_name = config.server_name.clone();
-    let server = kith::start(config, data_dir.clone())
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    // The wizard and the settings page ask for a restart after writing the config: the
+    // server stops and starts again from the file.
+    loop {
+        let config = load(&path)?;
+        let data_dir = config.resolved_data_dir(&path);
+        let server_name = config.server_name.clone();
+        let server = kith::start_with(
+            config,
+            data_dir.clone(),
+            kith::StartOptions {
+                config_file: Some(path.clone()),
+                logs: Some(logs.clone()),
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
-    println!("Kith is running for {server_name}.");
-    println!("  Client API: http://{}", server.client_addr());
-    println!("  Data:       {}", data_dir.display());
-    println!("  Config:     {}", path.display());
-    println!(
-        "Connect Element (or any Matrix client) to http://{} .",
-        server.client_addr()
-    );
-    println!(
-        "Create an account with: kith user add NAME --config {}",
-        path.display()
-    );
-    shutdown_signal().await;
-    println!("Stopping; letting requests in flight finish…");
-    server.stop().await.map_err(|e| e.to_string())?;
-    Ok(())
+        let ui = ui_address(server.client_addr());
+        println!("Kith is running for {server_name}.");
+        println!("  Client API: http://{}", server.client_addr());
+        println!("  Dashboard:  {ui}");
+        println!("  Data:       {}", data_dir.display());
+        println!("  Config:     {}", path.display());
+        match server.setup_token() {
+            Some(token) => {
+                println!();
+                println!(
+                    "First run: open this one-time setup link to choose the server name and create the admin:"
+                );
+                println!("  {ui}#setup={token}");
+                println!();
+            }
+            None => println!(
+                "Connect Element (or any Matrix client) to http://{} .",
+                server.client_addr()
+            ),
+        }
+        let restart = tokio::select! {
+            _ = &mut shutdown => false,
+            _ = server.restart_requested() => true,
+        };
+        if restart {
+            println!("Restarting with the new config…");
+            server.stop().await.map_err(|e| e.to_string())?;
+            continue;
+        }
+        println!("Stopping; letting requests in flight finish…");
+        server.stop().await.map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+}
+
+/// The dashboard's address: on an unspecified listener (0.0.0.0), the loopback one.
+fn ui_address(client: std::net::SocketAddr) -> String {
+    let mut addr = client;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}/_kith/")
 }
 
 async fn shutdown_signal() {
@@ -227,7 +268,7 @@ async fn check(
     Ok(report.federation_ok)
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
+async fn run(cli: Cli, logs: kith::logging::LogBuffer) -> Result<ExitCode, String> {
     let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Check {
@@ -248,7 +289,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
         }
-        Command::Serve { config } => done(serve(config).await),
+        Command::Serve { config } => done(serve(config, logs).await),
         Command::Init {
             server_name,
             data_dir,
@@ -333,27 +374,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-/// What is logged unless `RUST_LOG` says otherwise.
-const DEFAULT_LOG: &str = "info,ruma_state_res=warn";
-
 fn main() -> ExitCode {
-    use tracing_subscriber::{
-        Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
-    };
-    // `RUST_LOG` as `level,target=level,...`: target filters only, which need no regex
-    // engine (the span and field filters of `EnvFilter` would keep one in memory).
-    let from_env = std::env::var("RUST_LOG").ok().map(|v| v.parse::<Targets>());
-    let filter = match from_env {
-        Some(Ok(filter)) => filter,
-        Some(Err(e)) => {
-            eprintln!("warning: RUST_LOG is not understood ({e}); using {DEFAULT_LOG}");
-            DEFAULT_LOG.parse().unwrap_or_default()
-        }
-        None => DEFAULT_LOG.parse().unwrap_or_default(),
-    };
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_filter(filter))
-        .init();
+    let logs = kith::logging::init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -362,7 +384,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, logs)) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");

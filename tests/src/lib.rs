@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 pub struct TestServer {
     server: Option<RunningServer>,
     config: Config,
+    /// The config file it started from, if any.
+    config_file: Option<std::path::PathBuf>,
     dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
@@ -26,6 +28,7 @@ pub struct TestServer {
 pub struct TestServerBuilder {
     config: Config,
     files: Vec<(std::path::PathBuf, Vec<u8>)>,
+    config_file: bool,
 }
 
 impl TestServerBuilder {
@@ -59,6 +62,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Writes the config to `kith.toml` in the data dir and starts from that file, as
+    /// `kith serve` does: the setup API and the settings page can then write it.
+    pub fn config_file(mut self) -> Self {
+        self.config_file = true;
+        self
+    }
+
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -69,7 +79,12 @@ impl TestServerBuilder {
             }
             std::fs::write(&path, bytes).expect("a file in the data dir");
         }
-        TestServer::start_in(self.config, dir).await
+        let config_file = self.config_file.then(|| {
+            let path = dir.path().join("kith.toml");
+            std::fs::write(&path, self.config.to_commented_toml()).expect("kith.toml");
+            path
+        });
+        TestServer::start_in(self.config, dir, config_file).await
     }
 }
 
@@ -85,6 +100,7 @@ impl TestServer {
         TestServerBuilder {
             config,
             files: Vec::new(),
+            config_file: false,
         }
     }
 
@@ -112,14 +128,23 @@ impl TestServer {
         format!("https://{addr}")
     }
 
-    async fn start_in(config: Config, dir: tempfile::TempDir) -> Self {
-        let server = kith::start(config.clone(), dir.path().to_path_buf())
+    async fn start_in(
+        config: Config,
+        dir: tempfile::TempDir,
+        config_file: Option<std::path::PathBuf>,
+    ) -> Self {
+        let options = kith::StartOptions {
+            config_file: config_file.clone(),
+            logs: None,
+        };
+        let server = kith::start_with(config.clone(), dir.path().to_path_buf(), options)
             .await
             .expect("server starts");
         let base_url = format!("http://{}", server.client_addr());
         TestServer {
             server: Some(server),
             config,
+            config_file,
             dir,
             base_url,
             http: reqwest::Client::new(),
@@ -132,9 +157,13 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("server stops");
         }
-        let config = self.config.clone();
+        // A server started from a file starts again from it, as `kith serve` does.
+        let config = match &self.config_file {
+            Some(path) => Config::load(path).expect("the config file reads"),
+            None => self.config.clone(),
+        };
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        TestServer::start_in(config, dir).await
+        TestServer::start_in(config, dir, self.config_file.clone()).await
     }
 
     /// Stops the server gracefully, keeping its data dir, so that [`TestServer::restart`]
@@ -267,6 +296,14 @@ impl Client {
             .await;
         assert_eq!(status, 200, "registering {name}: {body}");
         self.with_login(&body)
+    }
+
+    /// This client with `token` as its bearer token (a setup token, say).
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// This client logged in with a login or register response.

@@ -9,7 +9,7 @@
 //! bodies are parsed with small serde structs, not registered from ruma request types.
 //! Moving to ruma's `IncomingRequest` metadata is planned; the paths here follow the spec.
 
-mod admin;
+pub(crate) mod admin;
 mod client;
 mod extract;
 pub mod federation;
@@ -131,7 +131,10 @@ pub fn trusted_proxies(services: &Services) -> std::sync::Arc<Vec<IpAddr>> {
 }
 
 /// The whole HTTP API of a Kith server.
-pub fn router(services: Services) -> Router {
+pub fn router(
+    services: Services,
+    runtime: std::sync::Arc<crate::service::dashboard::Runtime>,
+) -> Router {
     let max_body = services.config.limits.max_request_bytes;
     // spec: client-server-api/_index.md, "Web Browser Clients": these exact CORS headers.
     let cors = CorsLayer::new()
@@ -167,6 +170,7 @@ pub fn router(services: Services) -> Router {
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(runtime))
         .layer(cors)
         .layer(axum::middleware::map_response(json_content_type))
         .layer(axum::middleware::from_fn_with_state(

@@ -35,6 +35,7 @@ pub struct DelegationInput {
 
 /// A DNS record to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DnsRecord {
     /// Its name, fully qualified with the final dot.
     pub name: String,
@@ -50,6 +51,7 @@ pub struct DnsRecord {
 
 /// A file to serve over HTTPS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WellKnownFile {
     /// Where it must be served.
     pub url: String,
@@ -63,6 +65,7 @@ pub struct WellKnownFile {
 
 /// What to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DelegationPlan {
     /// The whole plan in a few plain sentences.
     pub summary: String,

@@ -32,6 +32,7 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 /// The overall state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthState {
     /// Federation works.

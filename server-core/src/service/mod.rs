@@ -11,6 +11,7 @@
 pub mod account;
 pub mod certificates;
 pub mod checker;
+pub mod dashboard;
 pub mod delegation;
 pub mod e2ee;
 pub mod federation;
@@ -22,6 +23,7 @@ pub mod portmap;
 pub mod presence;
 pub mod rate_limit;
 pub mod rooms;
+pub mod setup;
 pub mod sync;
 pub mod typing;
 pub mod uiaa;
@@ -72,6 +74,8 @@ pub struct Services {
     pub federation: federation::Federation,
     /// Federation health: the self-check and outbound delivery.
     pub health: health::Health,
+    /// What the dashboard lists and does, and its charts' figures.
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl Services {
@@ -139,6 +143,13 @@ impl Services {
             federation.clone(),
         )?;
         let health = health::Health::new(&config, federation.clone());
+        let dashboard = dashboard::Dashboard::new(
+            store,
+            identity.clone(),
+            users.clone(),
+            rooms.clone(),
+            e2ee.clone(),
+        );
         Ok(Self {
             config,
             identity,
@@ -154,6 +165,7 @@ impl Services {
             media,
             federation,
             health,
+            dashboard,
         })
     }
 }

@@ -16,6 +16,7 @@ const LEASE_SECS: u32 = 7 * 24 * 3600;
 
 /// One forwarded port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Mapping {
     /// The port on the router's public address.
     pub external_port: u16,
@@ -28,6 +29,7 @@ pub struct Mapping {
 
 /// What the router did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PortMapReport {
     /// The router that answered.
     pub gateway: SocketAddr,

@@ -356,6 +356,25 @@ impl Users {
         Ok(removed)
     }
 
+    /// Sets a new password for an account (an admin's reset) and logs out all its devices.
+    pub async fn set_password(&self, user_id: &UserId, password: &str) -> Result<RemovedDevices> {
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+            .await
+            .map_err(Error::internal)??;
+        self.store
+            .users()
+            .set_password_hash(user_id.as_str(), hash)
+            .await?;
+        let removed = self
+            .store
+            .users()
+            .delete_devices_except(user_id.as_str(), None)
+            .await?;
+        self.notifier.notify();
+        Ok(removed)
+    }
+
     /// Deactivates the account: no more logins, all devices gone, profile cleared.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<RemovedDevices> {
         let removed = self.store.users().deactivate(user_id.as_str()).await?;

@@ -16,6 +16,7 @@
 
 mod account_data;
 mod backup;
+mod dashboard;
 mod events;
 mod federation_queue;
 mod keys;
@@ -41,6 +42,7 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 pub use self::{
     account_data::{AccountDataStore, Receipt},
     backup::{BackupStore, BackupVersion, ReplaceRule, RoomKey},
+    dashboard::{AccountRow, DashboardStore, MemberRow, RoomRow, TokenRow},
     events::{
         EventsStore, Membership, NewCurrent, NewEvent, RemoteMembership, RoomHead, StateBefore,
         StoredEvent,
@@ -234,6 +236,10 @@ impl Store {
     /// Other servers' signing keys.
     pub fn server_keys(&self) -> ServerKeysStore<'_> {
         ServerKeysStore { store: self }
+    }
+    /// The dashboard's lists and figures.
+    pub fn dashboard(&self) -> DashboardStore<'_> {
+        DashboardStore { store: self }
     }
     /// Server-side key backups.
     pub fn backup(&self) -> BackupStore<'_> {

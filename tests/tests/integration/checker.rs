@@ -420,7 +420,7 @@ async fn the_server_checks_its_own_federation_and_tells_admins_and_the_event_str
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(
-        (health.0, health.1.as_str()),
+        (health.state, health.summary.as_str()),
         (kith::service::health::HealthState::Ok, "federation OK")
     );
 

@@ -9,6 +9,7 @@ mod acme;
 mod bench_federation;
 mod certificates;
 mod checker;
+mod dashboard;
 mod e2ee;
 mod e2ee_sdk;
 mod federation;

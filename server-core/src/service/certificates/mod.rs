@@ -43,14 +43,17 @@ pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// What the served certificate is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CertificateStatus {
     /// "self-signed" or "files".
     pub source: String,
     /// The DNS names and IP addresses it covers.
     pub names: Vec<String>,
     /// Its end, in seconds since the Unix epoch.
+    #[cfg_attr(test, ts(type = "number"))]
     pub not_after: i64,
     /// Whole days until then (negative once past).
+    #[cfg_attr(test, ts(type = "number"))]
     pub days_left: i64,
     /// What is wrong with it that does not stop it being served.
     pub warnings: Vec<String>,

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 /// An error as matrix-federation-tester writes one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ReportError {
     /// What went wrong.
     #[serde(rename = "Message")]
@@ -28,6 +29,7 @@ impl ReportError {
 
 /// The whole report for one server name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Report {
     /// An error that stopped the check before any connection (a malformed server name).
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +58,7 @@ pub struct Report {
     pub server_name: String,
     /// Kith: when, in milliseconds since the Unix epoch.
     #[serde(rename = "CheckedAt")]
+    #[cfg_attr(test, ts(type = "number"))]
     pub checked_at: i64,
     /// Kith: `ok`, `degraded` (federation works, but something needs attention soon) or
     /// `failing`.
@@ -80,6 +83,7 @@ pub struct Report {
 
 /// An external federation tester's answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ExternalResult {
     /// The tester's base URL.
     #[serde(rename = "URL")]
@@ -94,6 +98,7 @@ pub struct ExternalResult {
 
 /// The overall health.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Federation works.
@@ -107,6 +112,7 @@ pub enum Verdict {
 
 /// The state of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     /// Passed.
@@ -121,6 +127,7 @@ pub enum StepStatus {
 
 /// One discovery step or one address's checks, for the wizard's list of steps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Step {
     /// What was checked ("server name", "well-known", "SRV _matrix-fed._tcp.example.org", ...).
     #[serde(rename = "Name")]
@@ -135,6 +142,7 @@ pub struct Step {
 
 /// A problem or warning and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Finding {
     /// The step it belongs to (a [`Step::name`]).
     #[serde(rename = "Step")]
@@ -149,6 +157,7 @@ pub struct Finding {
 
 /// The well-known result, as matrix-federation-tester writes it, and per address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WellKnownResult {
     /// The delegated server (`m.server`), empty when there is none.
     #[serde(rename = "m.server")]
@@ -159,6 +168,7 @@ pub struct WellKnownResult {
     /// Until when other servers may cache the answer, in seconds since the Unix epoch (0:
     /// no answer).
     #[serde(rename = "CacheExpiresAt")]
+    #[cfg_attr(test, ts(type = "number"))]
     pub cache_expires_at: i64,
     /// Kith: what each address of the host answered, by IP address.
     #[serde(rename = "Addresses", default)]
@@ -167,6 +177,7 @@ pub struct WellKnownResult {
 
 /// What one address of the server name's host answered for the well-known file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct WellKnownFetch {
     /// The `m.server` it named.
     #[serde(rename = "m.server", default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +204,7 @@ pub struct WellKnownFetch {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(test, ts(type = "number | null"))]
     pub cache_seconds: Option<u64>,
     /// This machine has no route to the address, so its answer is unknown.
     #[serde(rename = "Untested", default)]
@@ -201,6 +213,7 @@ pub struct WellKnownFetch {
 
 /// An SRV record, as Go's `net.SRV` serialises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SrvRecord {
     /// The target host.
     #[serde(rename = "Target")]
@@ -218,6 +231,7 @@ pub struct SrvRecord {
 
 /// SRV and address lookups.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DnsResult {
     /// Whether SRV was not looked up (an IP literal or an explicit port decided).
     #[serde(rename = "SRVSkipped")]
@@ -244,6 +258,7 @@ pub struct DnsResult {
 
 /// The address lookup of one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HostResult {
     /// Its canonical name, if it is an alias.
     #[serde(rename = "CName")]
@@ -258,6 +273,7 @@ pub struct HostResult {
 
 /// The version a server reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct VersionReport {
     /// Server software.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -272,6 +288,7 @@ pub struct VersionReport {
 
 /// One certificate the server sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CertificateSummary {
     /// The subject's common name.
     #[serde(rename = "SubjectCommonName")]
@@ -290,11 +307,13 @@ pub struct CertificateSummary {
     pub ip_addresses: Vec<String>,
     /// Kith: the end of its validity, in seconds since the Unix epoch.
     #[serde(rename = "NotAfter")]
+    #[cfg_attr(test, ts(type = "number"))]
     pub not_after: i64,
 }
 
 /// The TLS version and cipher suite of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CipherSummary {
     /// "TLS 1.2" or "TLS 1.3".
     #[serde(rename = "Version")]
@@ -306,6 +325,7 @@ pub struct CipherSummary {
 
 /// The checks of one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Ed25519Checks {
     /// The key is 32 bytes of base64.
     #[serde(rename = "ValidEd25519")]
@@ -317,6 +337,7 @@ pub struct Ed25519Checks {
 
 /// The checks of one connection (gomatrixserverlib's `KeyChecks` and the certificate).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConnectionChecks {
     /// Every check passed.
     #[serde(rename = "AllChecksOK")]
@@ -350,6 +371,7 @@ pub struct ConnectionChecks {
 
 /// What one TLS connection showed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConnectionReport {
     /// The certificates sent, leaf first.
     #[serde(rename = "Certificates")]
@@ -377,6 +399,7 @@ pub struct ConnectionReport {
     pub expected_certificate_name: String,
     /// Kith: days until the leaf certificate expires (negative: expired).
     #[serde(rename = "CertificateDaysLeft")]
+    #[cfg_attr(test, ts(type = "number | null"))]
     pub certificate_days_left: Option<i64>,
     /// Kith: the server software and version on this address.
     #[serde(rename = "ServerVersion")]

@@ -1,5 +1,12 @@
-//! Kith's admin API on the client listener, under `/_kith/admin/v1/`: for server admins
-//! only (`M_FORBIDDEN` otherwise). The federation checker and the federation health.
+//! Kith's own API on the client listener: the admin API under `/_kith/admin/v1/` (server
+//! admins only, `M_FORBIDDEN` otherwise), the first-run setup API under `/_kith/setup/v1/`
+//! (`setup.rs`), and the web UI at `/_kith/` (`ui.rs`). Here: the federation checker,
+//! health, delegation and port mapping; the dashboard's lists and actions are in
+//! `dashboard.rs`.
+
+pub(crate) mod dashboard;
+pub mod setup;
+mod ui;
 
 use axum::{
     Json, Router,
@@ -17,6 +24,9 @@ use crate::{
 /// The admin routes.
 pub(crate) fn routes() -> Router<Services> {
     Router::new()
+        .merge(dashboard::routes())
+        .merge(setup::routes())
+        .merge(ui::routes())
         .route("/_kith/admin/v1/federation/check", get(check))
         .route(
             "/_kith/admin/v1/federation/health",
@@ -72,12 +82,17 @@ async fn port_mapping(
             ports
         }
     };
+    map_ports(&services, ports).await
+}
+
+/// Asks the router to forward `ports` (`[external, internal]`) and answers with its report.
+pub(super) async fn map_ports(services: &Services, ports: Vec<(u16, u16)>) -> Result<Json<Value>> {
     if ports.is_empty() {
         return Err(Error::invalid_param(
             "There is no port to open: this server has no federation listener on a fixed port.",
         ));
     }
-    let search = config.network.upnp_search_address.parse().ok();
+    let search = services.config.network.upnp_search_address.parse().ok();
     let report =
         crate::service::portmap::map_ports(&ports, search, std::time::Duration::from_secs(5))
             .await
@@ -86,7 +101,7 @@ async fn port_mapping(
 }
 
 /// The value of `name` in a query string, decoded.
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
     query.unwrap_or_default().split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == name).then(|| percent_decoded(value))
@@ -148,7 +163,7 @@ async fn delegation(
     to_json(&plan(&input).map_err(Error::invalid_param)?)
 }
 
-fn require_admin(session: &Session) -> Result<()> {
+pub(super) fn require_admin(session: &Session) -> Result<()> {
     if session.admin {
         Ok(())
     } else {
@@ -169,7 +184,7 @@ fn require_federation(services: &Services) -> Result<()> {
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
+pub(super) fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
     serde_json::to_value(value)
         .map(Json)
         .map_err(Error::internal)

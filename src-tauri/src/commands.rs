@@ -1,0 +1,376 @@
+//! The window's commands: one for each call of the HTTP setup and admin APIs
+//! (`server-core/src/api/admin/`), with the same names, arguments and answers, over the
+//! same server-core functions. The desktop app is trusted, so there is no token; the
+//! setup commands work while no admin exists, as the setup link does.
+
+use std::sync::Arc;
+
+use kith::service::{
+    checker::{Checker, CheckerOptions, report::Report},
+    dashboard::{
+        Destination, RegistrationToken, RoomMember, RoomSummary, Stats, Status, UserSummary,
+    },
+    portmap::PortMapReport,
+    setup::{
+        AdminCheck, AnswerProblem, SetupAnswers, SetupCheck, check_admin as check_admin_answers,
+        check_config_text,
+    },
+    users::LoginRequest,
+};
+use serde::Serialize;
+use tauri::State;
+
+use crate::desktop::{CommandError, Desktop};
+
+type Shell<'a> = State<'a, Arc<Desktop>>;
+type Answer<T> = Result<T, CommandError>;
+
+/// What the first screen needs (as `GET /_kith/setup/v1/state`).
+#[derive(Serialize)]
+pub struct SetupState {
+    needs_setup: bool,
+    server_name: String,
+    version: String,
+}
+
+fn user_id(text: &str) -> Answer<ruma::OwnedUserId> {
+    ruma::UserId::parse(text)
+        .map_err(|_| CommandError::new("M_INVALID_PARAM", format!("`{text}` is not a user ID.")))
+}
+
+#[tauri::command]
+pub async fn setup_state(shell: Shell<'_>) -> Answer<SetupState> {
+    let config = shell.base_config();
+    let needs_setup = match shell.services().await {
+        Ok(services) => !services.dashboard.has_admin().await?,
+        Err(_) => !shell.configured(),
+    };
+    Ok(SetupState {
+        needs_setup,
+        server_name: config.server_name,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+#[tauri::command]
+pub async fn setup_answers(shell: Shell<'_>) -> Answer<SetupAnswers> {
+    Ok(SetupAnswers::from_config(&shell.base_config()))
+}
+
+#[tauri::command]
+pub async fn check_setup(shell: Shell<'_>, answers: SetupAnswers) -> Answer<SetupCheck> {
+    Ok(answers.check(&shell.base_config()))
+}
+
+#[tauri::command]
+pub async fn check_admin(
+    shell: Shell<'_>,
+    username: String,
+    password: String,
+    server_name: Option<String>,
+) -> Answer<AdminCheck> {
+    let server_name = server_name
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| shell.base_config().server_name);
+    Ok(check_admin_answers(
+        &username,
+        &password,
+        server_name.trim(),
+    ))
+}
+
+/// The checker: the running server's (with its configured DNS and CA), or a plain one
+/// before the server exists.
+async fn federation_report(shell: &Desktop, server_name: &str) -> Answer<Report> {
+    if let Ok(services) = shell.services().await {
+        return Ok(services.health.check(server_name).await?);
+    }
+    let checker = Checker::new(&CheckerOptions {
+        dns_server: None,
+        extra_roots_pem: None,
+        timeout: std::time::Duration::ZERO,
+    })
+    .map_err(|e| CommandError::new("M_UNKNOWN", e))?;
+    Ok(checker.check(server_name).await)
+}
+
+#[tauri::command]
+pub async fn federation_check(shell: Shell<'_>, server_name: String) -> Answer<Report> {
+    federation_report(&shell, &server_name).await
+}
+
+#[tauri::command]
+pub async fn check_federation(shell: Shell<'_>, server_name: String) -> Answer<Report> {
+    federation_report(&shell, &server_name).await
+}
+
+#[tauri::command]
+pub async fn port_mapping(shell: Shell<'_>, ports: Vec<(u16, u16)>) -> Answer<PortMapReport> {
+    if ports.is_empty() {
+        return Err(CommandError::new(
+            "M_INVALID_PARAM",
+            "There is no port to open.",
+        ));
+    }
+    let search = shell.base_config().network.upnp_search_address.parse().ok();
+    kith::service::portmap::map_ports(&ports, search, std::time::Duration::from_secs(5))
+        .await
+        .map_err(|e| CommandError::new("M_UNKNOWN", e))
+}
+
+/// What `apply_setup` did (as `POST /_kith/setup/v1/apply`).
+#[derive(Serialize)]
+pub struct Applied {
+    config_file: String,
+    restarting: bool,
+}
+
+/// Writes the wizard's answers into the config file and (re)starts the server with it.
+#[tauri::command]
+pub async fn apply_setup(shell: Shell<'_>, answers: SetupAnswers) -> Answer<Applied> {
+    let base = shell.base_config();
+    let (current_name, accounts_exist) = match shell.services().await {
+        Ok(services) => (
+            services.identity.server_name.to_string(),
+            services.users.count().await? > 0,
+        ),
+        Err(_) => (base.server_name.clone(), false),
+    };
+    let config = answers.config_to_apply(&base, &current_name, accounts_exist)?;
+    config
+        .write_to(&shell.config_path)
+        .map_err(|e| CommandError::new("KITH_CONFIG", format!("cannot write the config: {e}")))?;
+    tracing::info!(config_file = %shell.config_path.display(), "the wizard wrote the config");
+    shell.restart().await?;
+    Ok(Applied {
+        config_file: shell.config_path.display().to_string(),
+        restarting: true,
+    })
+}
+
+/// A login for the UI (as `POST /_kith/setup/v1/admin` answers).
+#[derive(Serialize)]
+pub struct UiLogin {
+    user_id: String,
+    access_token: String,
+    device_id: String,
+}
+
+#[tauri::command]
+pub async fn create_first_admin(
+    shell: Shell<'_>,
+    username: String,
+    password: String,
+) -> Answer<UiLogin> {
+    let services = shell.services().await?;
+    if services.dashboard.has_admin().await? {
+        return Err(CommandError::new(
+            "M_FORBIDDEN",
+            "An admin exists: create accounts from the dashboard's Users page.",
+        ));
+    }
+    let user = services
+        .dashboard
+        .create_user(&username, &password, true)
+        .await?;
+    let tokens = services
+        .users
+        .start_session(
+            &user_id(&user.user_id)?,
+            LoginRequest {
+                initial_device_display_name: Some("Kith desktop".to_owned()),
+                ..LoginRequest::default()
+            },
+        )
+        .await?;
+    Ok(UiLogin {
+        user_id: tokens.user_id.to_string(),
+        access_token: tokens.access_token,
+        device_id: tokens.device_id.to_string(),
+    })
+}
+
+#[tauri::command]
+pub async fn status(shell: Shell<'_>) -> Answer<Status> {
+    shell.status().await
+}
+
+#[tauri::command]
+pub async fn stats(shell: Shell<'_>) -> Answer<Stats> {
+    Ok(shell.services().await?.dashboard.stats())
+}
+
+#[tauri::command]
+pub async fn users(shell: Shell<'_>) -> Answer<Vec<UserSummary>> {
+    Ok(shell.services().await?.dashboard.users().await?)
+}
+
+#[tauri::command]
+pub async fn create_user(
+    shell: Shell<'_>,
+    username: String,
+    password: String,
+    admin: bool,
+) -> Answer<UserSummary> {
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .create_user(&username, &password, admin)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn reset_password(shell: Shell<'_>, user_id: String, password: String) -> Answer<()> {
+    let user = self::user_id(&user_id)?;
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .reset_password(&user, &password)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn deactivate_user(shell: Shell<'_>, user_id: String) -> Answer<()> {
+    let user = self::user_id(&user_id)?;
+    Ok(shell.services().await?.dashboard.deactivate(&user).await?)
+}
+
+#[tauri::command]
+pub async fn set_admin(shell: Shell<'_>, user_id: String, admin: bool) -> Answer<()> {
+    let user = self::user_id(&user_id)?;
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .set_admin(&user, admin)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn tokens(shell: Shell<'_>) -> Answer<Vec<RegistrationToken>> {
+    Ok(shell.services().await?.dashboard.tokens().await?)
+}
+
+#[tauri::command]
+pub async fn create_token(
+    shell: Shell<'_>,
+    uses_allowed: Option<u32>,
+    expiry_ts: Option<i64>,
+) -> Answer<RegistrationToken> {
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .create_token(uses_allowed, expiry_ts)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn revoke_token(shell: Shell<'_>, token: String) -> Answer<()> {
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .revoke_token(&token)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn rooms(shell: Shell<'_>) -> Answer<Vec<RoomSummary>> {
+    Ok(shell.services().await?.dashboard.rooms().await?)
+}
+
+#[tauri::command]
+pub async fn room_members(shell: Shell<'_>, room_id: String) -> Answer<Vec<RoomMember>> {
+    Ok(shell.services().await?.dashboard.members(&room_id).await?)
+}
+
+#[tauri::command]
+pub async fn destinations(shell: Shell<'_>) -> Answer<Vec<Destination>> {
+    Ok(shell.services().await?.dashboard.destinations().await?)
+}
+
+/// The answer of `restart` (as `POST /_kith/admin/v1/server/restart`).
+#[derive(Serialize)]
+pub struct Restarting {
+    restarting: bool,
+}
+
+#[tauri::command]
+pub async fn restart(shell: Shell<'_>) -> Answer<Restarting> {
+    shell.inner().restart().await?;
+    Ok(Restarting { restarting: true })
+}
+
+#[tauri::command]
+pub async fn logs(
+    shell: Shell<'_>,
+    after: Option<u64>,
+    level: Option<String>,
+) -> Answer<Vec<kith::logging::LogLine>> {
+    let level = match level {
+        Some(text) => text.parse::<tracing::Level>().map_err(|_| {
+            CommandError::new(
+                "M_INVALID_PARAM",
+                format!("level `{text}` is not one of error, warn, info, debug, trace"),
+            )
+        })?,
+        None => tracing::Level::INFO,
+    };
+    Ok(shell.logs.lines(after.unwrap_or(0), level, 500))
+}
+
+/// The config file as the settings page edits it (as `GET /_kith/admin/v1/config`).
+#[derive(Serialize)]
+pub struct ConfigText {
+    path: String,
+    text: String,
+}
+
+#[tauri::command]
+pub async fn config_text(shell: Shell<'_>) -> Answer<ConfigText> {
+    let text = std::fs::read_to_string(&shell.config_path)
+        .map_err(|e| CommandError::new("KITH_CONFIG", format!("cannot read the config: {e}")))?;
+    Ok(ConfigText {
+        path: shell.config_path.display().to_string(),
+        text,
+    })
+}
+
+async fn config_problems(shell: &Desktop, text: &str) -> Answer<Vec<AnswerProblem>> {
+    let base = shell.base_config();
+    let (current_name, accounts_exist) = match shell.services().await {
+        Ok(services) => (
+            services.identity.server_name.to_string(),
+            services.users.count().await? > 0,
+        ),
+        Err(_) => (base.server_name, false),
+    };
+    Ok(check_config_text(text, &current_name, accounts_exist))
+}
+
+#[tauri::command]
+pub async fn check_config(shell: Shell<'_>, text: String) -> Answer<Vec<AnswerProblem>> {
+    config_problems(&shell, &text).await
+}
+
+#[tauri::command]
+pub async fn save_config(shell: Shell<'_>, text: String) -> Answer<Restarting> {
+    let problems = config_problems(&shell, &text).await?;
+    if let Some(problem) = problems.first() {
+        return Err(CommandError::new(
+            "M_INVALID_PARAM",
+            format!(
+                "{} problem(s), the first: {}",
+                problems.len(),
+                problem.message
+            ),
+        ));
+    }
+    kith::config::write_file(&shell.config_path, &text)
+        .map_err(|e| CommandError::new("KITH_CONFIG", format!("cannot write the config: {e}")))?;
+    shell.inner().restart().await?;
+    Ok(Restarting { restarting: true })
+}

@@ -1,0 +1,192 @@
+//! Kith as a desktop app: the homeserver runs in this process (server-core, on its own
+//! tokio runtime), the wizard and dashboard (`ui/`) in a window, and a tray icon shows
+//! the federation health and memory. Closing the window keeps the server running in the
+//! tray; only one instance runs (a second launch opens the first one's window).
+//!
+//! `kith-desktop [--hidden] [--config PATH]`: `--hidden` starts in the tray only (as
+//! "Start with my computer" does). The window is not created until it is opened, and it
+//! is destroyed (webview and all) when closed: memory matters on a family computer.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+mod desktop;
+mod tray;
+
+use std::{path::PathBuf, time::Duration};
+
+use tauri::{AppHandle, Manager, RunEvent, WebviewWindowBuilder};
+
+use crate::desktop::Desktop;
+
+/// How often the tray's line is brought up to date.
+const TRAY_REFRESH: Duration = Duration::from_secs(3);
+
+struct Args {
+    hidden: bool,
+    config: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        hidden: false,
+        config: None,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--hidden" => args.hidden = true,
+            "--config" => args.config = iter.next().map(PathBuf::from),
+            _ => {}
+        }
+    }
+    args
+}
+
+/// Opens the dashboard window, building it (and its webview) if it does not exist.
+pub fn open_window(app: &AppHandle) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+        return;
+    }
+    let Some(config) = app.config().app.windows.first().cloned() else {
+        return;
+    };
+    match WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
+        Ok(window) => {
+            let _ = window.set_focus();
+        }
+        Err(e) => tracing::error!(error = %e, "cannot open the window"),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let logs = kith::logging::init();
+    let args = args();
+    let Some(config_path) = args
+        .config
+        .clone()
+        .or_else(kith::config::default_config_path)
+    else {
+        eprintln!("Kith cannot find a home directory; pass --config PATH.");
+        return std::process::ExitCode::FAILURE;
+    };
+    // The server's runtime; Tauri's async commands run on it too.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kith")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Kith cannot start its runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tauri::async_runtime::set(runtime.handle().clone());
+    let desktop = Desktop::new(config_path, logs);
+    let hidden = args.hidden;
+    let setup_desktop = desktop.clone();
+    let app = tauri::Builder::default()
+        // First: a second launch hands over to this one, which opens its window.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            open_window(app);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .manage(desktop.clone())
+        .invoke_handler(tauri::generate_handler![
+            commands::setup_state,
+            commands::setup_answers,
+            commands::check_setup,
+            commands::check_admin,
+            commands::federation_check,
+            commands::check_federation,
+            commands::port_mapping,
+            commands::apply_setup,
+            commands::create_first_admin,
+            commands::status,
+            commands::stats,
+            commands::users,
+            commands::create_user,
+            commands::reset_password,
+            commands::deactivate_user,
+            commands::set_admin,
+            commands::tokens,
+            commands::create_token,
+            commands::revoke_token,
+            commands::rooms,
+            commands::room_members,
+            commands::destinations,
+            commands::restart,
+            commands::logs,
+            commands::config_text,
+            commands::check_config,
+            commands::save_config,
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            setup_desktop.attach(handle.clone());
+            if let Err(e) = tray::build(&handle) {
+                // No tray (no StatusNotifier host and no system tray): the app still runs.
+                tracing::warn!(error = %e, "no tray icon");
+            }
+            let configured = setup_desktop.configured();
+            if configured {
+                let desktop = setup_desktop.clone();
+                tauri::async_runtime::spawn(async move {
+                    if let Err(e) = desktop.start().await {
+                        tracing::error!(message = %e.message, "the server did not start");
+                    }
+                });
+            }
+            // The wizard needs the window; so does a start without --hidden.
+            if !hidden || !configured {
+                open_window(&handle);
+            } else {
+                eprintln!(
+                    "Kith is running in the tray. If no tray icon shows, start Kith again: \
+                     the second launch opens this one's window."
+                );
+            }
+            let refresher = handle.clone();
+            tauri::async_runtime::spawn(async move {
+                loop {
+                    tray::refresh(&refresher);
+                    tokio::time::sleep(TRAY_REFRESH).await;
+                }
+            });
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("Kith cannot start its window system: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    app.run(move |_app, event| match event {
+        // Closing the last window keeps the server running in the tray; only Quit (an
+        // explicit exit code) ends the app.
+        RunEvent::ExitRequested {
+            api, code: None, ..
+        } => api.prevent_exit(),
+        RunEvent::Exit => {
+            let desktop = desktop.clone();
+            tauri::async_runtime::block_on(async move {
+                if let Err(e) = desktop.stop().await {
+                    tracing::warn!(message = %e.message, "stopping the server");
+                }
+            });
+        }
+        _ => {}
+    });
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The desktop app's memory and start-up, measured as a user's computer would see them, on a
+# headless desktop (Xvfb, openbox, a private D-Bus session) with the release build:
+#   - start-up: from launching `kith-desktop --hidden` to the first answer of its
+#     `/_matrix/client/versions`;
+#   - idle RSS in the tray (no window was ever made), with the window open (a second launch
+#     opens the first one's window, as a user's double-click would), and after closing it
+#     again; each the sum over the app's process and its WebKit helpers, after 10 s idle.
+# Prints one line per figure. Usage: tests/bench/desktop.sh (KITH_BENCH_SKIP_BUILD=1 to use
+# the release binaries already built).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/kith-target}"
+if [ -z "${KITH_BENCH_SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && make ui >/dev/null && src-tauri/install-deps.sh --test &&
+        CARGO_TARGET_DIR="$TARGET" cargo build --release -p kith-desktop -p kith-server-core --bins)
+fi
+PROFILE=${KITH_BENCH_PROFILE:-release}
+export APP="$TARGET/$PROFILE/kith-desktop" KITH="$TARGET/$PROFILE/kith"
+WORK=$(mktemp -d /tmp/kith-desktop-bench.XXXXXX)
+export WORK
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+exec 8>"$WORK/display"
+Xvfb -displayfd 8 -screen 0 1280x860x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/display" ] && break; sleep 0.1; done
+exec 8>&-
+DISPLAY=":$(head -1 "$WORK/display")"
+export DISPLAY
+
+cat >"$WORK/session.sh" <<'INNER'
+#!/usr/bin/env bash
+set -euo pipefail
+export NO_AT_BRIDGE=1
+openbox >/dev/null 2>&1 &
+OPENBOX=$!
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/data" "$WORK/home"
+"$KITH" init --server-name family.test --data-dir "$WORK/data" --client-listen "127.0.0.1:$PORT" \
+    --config "$WORK/data/kith.toml" >/dev/null
+# A panel for the tray, so that the app runs as on a desktop.
+/usr/bin/python3 "$(dirname "$0")/sni_watcher.py" >/dev/null 2>&1 &
+WATCHER=$!
+tree_rss_mib() {
+    local pids
+    pids=$(ps -e -o pid=,ppid= | awk -v root="$1" '
+        { parent[$1] = $2 } END { for (p in parent) { q = p; while (q != "" && q != root && q != 1 && q != 0) q = parent[q]; if (q == root) print p } }')
+    ps -o rss= -p "$(echo "$pids" | paste -sd, -)" | awk '{ s += $1 } END { printf "%.1f", s / 1024 }'
+}
+start=$(date +%s.%N)
+HOME="$WORK/home" "$APP" --hidden --config "$WORK/data/kith.toml" >"$WORK/app.log" 2>&1 &
+APP_PID=$!
+until curl -fsS "http://127.0.0.1:$PORT/_matrix/client/versions" >/dev/null 2>&1; do sleep 0.02; done
+echo "start-up to /versions: $(echo "$(date +%s.%N) - $start" | bc | awk '{ printf "%.2f", $1 }') s"
+sleep 10
+echo "idle RSS in the tray (no window): $(tree_rss_mib "$APP_PID") MiB"
+HOME="$WORK/home" "$APP" --config "$WORK/data/kith.toml" >/dev/null 2>&1 || true
+for _ in $(seq 100); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 && break; sleep 0.2; done
+sleep 10
+echo "idle RSS with the window open: $(tree_rss_mib "$APP_PID") MiB"
+wmctrl -c Kith
+sleep 10
+echo "idle RSS after closing the window: $(tree_rss_mib "$APP_PID") MiB"
+kill "$APP_PID" "$WATCHER" "$OPENBOX" 2>/dev/null || true
+INNER
+chmod +x "$WORK/session.sh"
+cp "$ROOT/tests/desktop/sni_watcher.py" "$WORK/"
+dbus-run-session -- "$WORK/session.sh" 2>/dev/null

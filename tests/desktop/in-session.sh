@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs inside run.sh's X server and private D-Bus session; see run.sh.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export NO_AT_BRIDGE=1
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+openbox >"$WORK/openbox.log" 2>&1 &
+PIDS+=($!)
+FAILED=0
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+echo "--- tray: --hidden, status line and label, menu, Quit"
+TRAY=$WORK/tray
+mkdir -p "$TRAY/home"
+"$KITH" init --server-name family.test --data-dir "$TRAY" --client-listen "127.0.0.1:$(free_port)" \
+    --config "$TRAY/kith.toml" >/dev/null
+/usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check \
+    --expect-menu "Open dashboard,Stop server,Check federation now,Copy invite link,Start with my computer,Quit" \
+    --expect-label '^Kith: family\.test, LAN only, RAM [0-9]+ MB, cache [0-9]+ MB$' \
+    --click Quit --click-when "$WORK/measured" --timeout 90 >"$WORK/tray-check.log" 2>&1 &
+WATCHER=$!
+sleep 0.5
+HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-tray.log" 2>&1 &
+APP_PID=$!
+PIDS+=($APP_PID)
+# A tray-only start creates no window (and no webview).
+for _ in $(seq 120); do grep -q '"event": "ready"' "$WORK/tray-check.log" 2>/dev/null && break; sleep 0.25; done
+sleep 3
+if xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1; then
+    echo "FAIL: a window was created by a --hidden start"
+    FAILED=1
+fi
+TRAY_RSS_KIB=$(ps -o rss= -p "$APP_PID" | tr -d ' ')
+echo "tray-only RSS (server included): $((TRAY_RSS_KIB / 1024)) MiB"
+echo "$TRAY_RSS_KIB" >"$WORK/tray-rss-kib"
+touch "$WORK/measured"
+wait "$WATCHER" || FAILED=1
+grep -E 'tray-check:|"event": "item"' "$WORK/tray-check.log" | tail -2
+for _ in $(seq 60); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.25; done
+if kill -0 "$APP_PID" 2>/dev/null; then
+    echo "FAIL: the app still runs after Quit"
+    FAILED=1
+else
+    wait "$APP_PID"
+    code=$?
+    echo "exit status after Quit: $code"
+    [ "$code" -eq 0 ] || FAILED=1
+fi
+if [ "$FAILED" -ne 0 ]; then
+    echo "--- app log"; tail -30 "$WORK/app-tray.log"
+    echo "--- tray log"; tail -5 "$WORK/tray-check.log"
+fi
+
+if [ -f "$ROOT/tests/desktop/wizard.mjs" ]; then
+    echo "--- window: the wizard in the real window (tauri-driver + WebKitWebDriver)"
+    node --test "$ROOT/tests/desktop/wizard.mjs" || FAILED=1
+fi
+exit $FAILED

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The desktop app's tests, as on a real desktop but headless: an X server (Xvfb) with a
+# window manager (openbox), on a private D-Bus session (dbus-run-session), where a small
+# StatusNotifier host (sni_watcher.py) plays the panel that shows tray icons.
+#
+#   1. tray: the app started with --hidden shows no window, registers its tray item with a
+#      live status line and label and the whole menu, and Quit ends it with status 0;
+#   2. window: tauri-driver and WebKitWebDriver drive the real window through the wizard
+#      (wizard.mjs), saving a screenshot of each step.
+#
+# Usage: tests/desktop/run.sh   (KITH_DESKTOP_BIN and KITH_BIN name the binaries; the
+# defaults are the debug builds in $CARGO_TARGET_DIR.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/kith-target}
+export APP=${KITH_DESKTOP_BIN:-$TARGET/debug/kith-desktop}
+export KITH=${KITH_BIN:-$TARGET/debug/kith}
+export SHOTS=${SCREENSHOTS:-$ROOT/tests/desktop/screenshots}
+mkdir -p "$SHOTS"
+WORK=$(mktemp -d /tmp/kith-desktop-test.XXXXXX)
+export WORK
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+exec 8>"$WORK/display"
+Xvfb -displayfd 8 -screen 0 1280x860x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/display" ] && break; sleep 0.1; done
+exec 8>&-
+DISPLAY=":$(head -1 "$WORK/display")"
+export DISPLAY
+dbus-run-session -- "$ROOT/tests/desktop/in-session.sh"
