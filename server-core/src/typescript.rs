@@ -66,17 +66,22 @@ fn export_all(dir: &Path) -> Result<(), ts_rs::ExportError> {
 }
 
 fn read_all(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            std::fs::read_to_string(entry.path())
-                .ok()
-                .map(|text| (name, text))
-        })
-        .collect()
+    let mut files = std::collections::BTreeMap::new();
+    read_into(dir, "", &mut files);
+    files
+}
+
+/// Every file under `dir`, by its path relative to the top (`serde_json/JsonValue.ts`).
+fn read_into(dir: &Path, prefix: &str, files: &mut std::collections::BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let path = entry.path();
+        if path.is_dir() {
+            read_into(&path, &format!("{name}/"), files);
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            files.insert(name, text);
+        }
+    }
 }
 
 #[test]
@@ -90,7 +95,11 @@ fn the_ui_types_are_generated_from_the_rust_types() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the generated dir");
         for (name, text) in &expected {
-            std::fs::write(dir.join(name), text).expect("write a generated file");
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create a generated dir");
+            }
+            std::fs::write(path, text).expect("write a generated file");
         }
         panic!("ui/src/lib/api/generated/ was out of date and has been written again: commit it");
     }

@@ -1,0 +1,75 @@
+// Rooms the server knows, and their members.
+
+import { useEffect, useState } from 'preact/hooks';
+import type { Backend } from '../lib/api';
+import type { RoomMember } from '../lib/api/generated/RoomMember';
+import type { RoomSummary } from '../lib/api/generated/RoomSummary';
+import { ErrorText, describe } from '../components/ui';
+
+export function Rooms({ backend }: { backend: Backend }) {
+  const [rooms, setRooms] = useState<RoomSummary[] | null>(null);
+  const [open, setOpen] = useState<{ room: RoomSummary; members: RoomMember[] } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    backend.rooms().then(setRooms, (e) => setError(describe(e)));
+  }, []);
+  const show = async (room: RoomSummary) => {
+    try {
+      setOpen({ room, members: await backend.roomMembers(room.room_id) });
+    } catch (e) {
+      setError(describe(e));
+    }
+  };
+  return (
+    <div>
+      <ErrorText error={error} />
+      {rooms && rooms.length === 0 && <p data-testid="no-rooms">No rooms yet: rooms appear here once someone creates or joins one.</p>}
+      {rooms && rooms.length > 0 && (
+        <table class="list clickable" data-testid="rooms">
+          <thead>
+            <tr>
+              <th>Room</th>
+              <th>Members (here)</th>
+              <th>Where</th>
+              <th>Version</th>
+              <th>Events</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rooms.map((room) => (
+              <tr key={room.room_id} onClick={() => show(room)} data-testid="room-row">
+                <td>
+                  <strong>{room.name ?? room.canonical_alias ?? room.room_id}</strong>
+                  <div class="hint">{room.room_id}</div>
+                </td>
+                <td>
+                  {room.joined_members} ({room.local_members})
+                </td>
+                <td>{room.local ? 'made here' : 'from another server'}</td>
+                <td>{room.version}</td>
+                <td>{room.events}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {open && (
+        <div class="card" data-testid="members">
+          <h3>Members of {open.room.name ?? open.room.room_id}</h3>
+          <table class="list">
+            <tbody>
+              {open.members.map((member) => (
+                <tr key={member.user_id}>
+                  <td>{member.user_id}</td>
+                  <td>{member.displayname ?? ''}</td>
+                  <td>{member.membership}</td>
+                  <td>{member.local ? 'here' : 'elsewhere'}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}
