@@ -285,6 +285,25 @@ pub async fn start_with(
     data_dir: PathBuf,
     options: StartOptions,
 ) -> Result<RunningServer> {
+    // A restore staged by the admin API is put in place before anything is opened; the
+    // backup's config then replaces the one given.
+    let mut config = config;
+    let restored = {
+        let dir = data_dir.clone();
+        let file = options.config_file.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::service::archive::apply_pending_restore(&dir, file.as_deref())
+        })
+        .await
+        .map_err(Error::internal)??
+    };
+    if restored.is_some()
+        && let Some(file) = &options.config_file
+    {
+        config = Config::load(file).map_err(|problems| {
+            Error::internal(format!("the restored config has problems: {problems:?}"))
+        })?;
+    }
     crate::memory::return_large_blocks();
     let addr = config.listen.client.clone();
     let federation_addr = config.listen.federation.clone();

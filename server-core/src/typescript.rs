@@ -15,6 +15,7 @@ use crate::{
     crypto::PasswordStrength,
     logging::LogLine,
     service::{
+        archive::Manifest,
         certificates::CertificateStatus,
         checker::report::Report,
         dashboard::{
@@ -61,6 +62,7 @@ fn export_all(dir: &Path) -> Result<(), ts_rs::ExportError> {
     Report::export_all(&config)?;
     ConfigText::export_all(&config)?;
     LogLine::export_all(&config)?;
+    Manifest::export_all(&config)?;
     PortMapReport::export_all(&config)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use kith::service::{
+    archive::{self, Manifest},
     checker::{Checker, CheckerOptions, report::Report},
     dashboard::{
         Destination, RegistrationToken, RoomMember, RoomSummary, Stats, Status, UserSummary,
@@ -373,4 +374,65 @@ pub async fn save_config(shell: Shell<'_>, text: String) -> Answer<Restarting> {
         .map_err(|e| CommandError::new("KITH_CONFIG", format!("cannot write the config: {e}")))?;
     shell.inner().restart().await?;
     Ok(Restarting { restarting: true })
+}
+
+/// Where a backup went.
+#[derive(Serialize)]
+pub struct Saved {
+    path: String,
+}
+
+/// Makes a backup into `path`, or into the user's documents folder.
+#[tauri::command]
+pub async fn backup(shell: Shell<'_>, path: Option<String>) -> Answer<Saved> {
+    let services = shell.services().await?;
+    let data_dir = shell.config()?.resolved_data_dir(&shell.config_path);
+    let made = services
+        .dashboard
+        .export_backup(&data_dir, Some(&shell.config_path))
+        .await?;
+    let name = format!(
+        "kith-backup-{}-{}.tar",
+        services.identity.server_name,
+        kith::storage::now_ms() / 1000
+    );
+    let dest = match path.filter(|p| !p.trim().is_empty()) {
+        Some(path) => std::path::PathBuf::from(path.trim()),
+        None => directories::UserDirs::new()
+            .and_then(|dirs| dirs.document_dir().map(|d| d.to_path_buf()))
+            .or_else(|| directories::BaseDirs::new().map(|dirs| dirs.home_dir().to_path_buf()))
+            .ok_or_else(|| {
+                CommandError::new("M_UNKNOWN", "There is no documents folder; give a path.")
+            })?
+            .join(name),
+    };
+    let moved = std::fs::rename(&made, &dest).or_else(|_| {
+        std::fs::copy(&made, &dest)?;
+        std::fs::remove_file(&made)
+    });
+    moved.map_err(|e| {
+        CommandError::new("M_UNKNOWN", format!("cannot write {}: {e}", dest.display()))
+    })?;
+    Ok(Saved {
+        path: dest.display().to_string(),
+    })
+}
+
+/// Stages the backup at `path` and restarts to restore it.
+#[tauri::command]
+pub async fn restore(shell: Shell<'_>, path: String) -> Answer<Manifest> {
+    let data_dir = shell.config()?.resolved_data_dir(&shell.config_path);
+    let upload = archive::upload_path(&data_dir)?;
+    std::fs::copy(path.trim(), &upload).map_err(|e| {
+        CommandError::new("M_NOT_FOUND", format!("cannot read {}: {e}", path.trim()))
+    })?;
+    let manifest = match archive::stage_restore(&data_dir, &upload) {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            let _ = std::fs::remove_file(&upload);
+            return Err(e.into());
+        }
+    };
+    shell.inner().restart().await?;
+    Ok(manifest)
 }

@@ -129,6 +129,8 @@ fn main() -> std::process::ExitCode {
             commands::config_text,
             commands::check_config,
             commands::save_config,
+            commands::backup,
+            commands::restore,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -61,6 +61,7 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
   execFileSync(KITH, ['init', '--server-name', 'localhost', '--data-dir', dir, '--client-listen', `127.0.0.1:${port}`, '--config', config]);
   const server = serve(config);
   const context = await chromium.launchPersistentContext(profile, {
+    acceptDownloads: true,
     executablePath: '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1200, height: 860 },
@@ -150,6 +151,29 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     assert.equal(rows.length, 2, rows.join('\n'));
     assert.equal((await page.getByTestId('token-row').allTextContents()).length, 1);
     await shot(page, 'dashboard-users');
+
+    // Backup: downloaded while running; carol, made afterwards, is gone after the restore.
+    await page.getByTestId('nav-backup').click();
+    await page.getByTestId('page-backup').waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('backup').click()]);
+    assert.match(download.suggestedFilename(), /^kith-backup-family\.test-\d+\.tar$/);
+    const backupFile = path.join(dir, 'backup.tar');
+    await download.saveAs(backupFile);
+    await page.getByTestId('backup-done').waitFor();
+    await shot(page, 'dashboard-backup');
+    await page.getByTestId('nav-users').click();
+    await page.getByTestId('new_username').fill('carol');
+    await page.getByTestId('new_password').fill('yet another long passphrase');
+    await page.getByTestId('create-user-submit').click();
+    await page.getByText('@carol:family.test').waitFor();
+    await page.getByTestId('nav-backup').click();
+    await page.getByTestId('restore_file').setInputFiles(backupFile);
+    await page.getByTestId('restore').click();
+    await page.getByTestId('backup-done').waitFor({ timeout: 60000 });
+    assert.match(await page.getByTestId('backup-done').textContent(), /Restored the backup of family\.test/);
+    await page.getByTestId('nav-users').click();
+    await page.getByText('@bob:family.test').waitFor();
+    assert.equal(await page.getByText('@carol:family.test').count(), 0);
 
     for (const name of ['rooms', 'federation', 'logs', 'settings']) {
       await page.getByTestId(`nav-${name}`).click();

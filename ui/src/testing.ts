@@ -66,6 +66,8 @@ export function fakeBackend(calls: Calls, overrides: Partial<Backend> = {}): Bac
     checkConfig: record('checkConfig', []),
     saveConfig: record('saveConfig'),
     restart: record('restart'),
+    backup: record('backup', 'Downloaded kith-backup.tar.'),
+    restore: record('restore', { server_name: 'family.test', created_ts: 0, version: '0.1.0' }),
     ...overrides,
   };
 }

@@ -563,6 +563,24 @@ impl Dashboard {
             .collect())
     }
 
+    /// Makes a backup of the data dir (and the config file) and returns the file's path,
+    /// in the data dir's work folder: the caller hands it over and deletes it.
+    pub async fn export_backup(
+        &self,
+        data_dir: &std::path::Path,
+        config_file: Option<&std::path::Path>,
+    ) -> Result<PathBuf> {
+        let store = self.store.clone();
+        let data_dir = data_dir.to_path_buf();
+        let config_file = config_file.map(std::path::Path::to_path_buf);
+        let server_name = self.identity.server_name.to_string();
+        tokio::task::spawn_blocking(move || {
+            super::archive::export(&store, &data_dir, config_file.as_deref(), &server_name)
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
     /// Takes one sample for the charts (the control layer calls this every
     /// [`SAMPLE_INTERVAL`]).
     pub async fn sample(&self) -> Result<Sample> {

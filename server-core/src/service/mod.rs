@@ -9,6 +9,7 @@
 //! There are no globals and no cycles: a service that needs another receives it when built.
 
 pub mod account;
+pub mod archive;
 pub mod certificates;
 pub mod checker;
 pub mod dashboard;

@@ -189,6 +189,21 @@ impl Store {
         self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes a consistent copy of the whole database to `dest` (SQLite's `VACUUM INTO`,
+    /// one read transaction; writers go on meanwhile), on the calling thread.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<()> {
+        let connection = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&connection)?;
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| Error::internal("the backup path is not UTF-8"))?;
+        connection.execute("VACUUM INTO ?1", [dest])?;
+        Ok(())
+    }
+
     /// Users, devices and tokens.
     pub fn users(&self) -> UsersStore<'_> {
         UsersStore { store: self }

@@ -459,3 +459,109 @@ async fn the_settings_page_checks_and_saves_the_config_file_then_restarts() {
     assert_eq!(status, 404);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_backup_made_while_running_is_restored_at_the_next_start_and_the_replaced_data_is_kept() {
+    let server = TestServer::builder().config_file().start().await;
+    let root = server.admin().await;
+    let (status, _) = root
+        .post(
+            "/_kith/admin/v1/users",
+            json!({ "username": "bob", "password": "a long enough passphrase" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let media = root
+        .upload_ok(b"a family photo".to_vec(), "image/png")
+        .await;
+
+    // The backup: a tar file with the manifest, the database, the key, media and config.
+    let response = root.get_response("/_kith/admin/v1/backup").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"kith-backup-kith.test-"),
+        "{disposition}"
+    );
+    let archive = response.bytes().await.expect("the backup").to_vec();
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(archive.as_slice())
+        .entries()
+        .expect("a tar file")
+    {
+        let entry = entry.expect("an entry");
+        names.push(entry.path().expect("a path").display().to_string());
+    }
+    for expected in [
+        "kith-backup.json",
+        "kith.db",
+        "keys/signing.key",
+        "kith.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n.starts_with("media/")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("media/tmp")),
+        "{names:?}"
+    );
+
+    // After the backup: carol. A restore brings back the server as it was: bob, no carol.
+    let (status, _) = root
+        .post(
+            "/_kith/admin/v1/users",
+            json!({ "username": "carol", "password": "a long enough passphrase" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = root
+        .post_raw("/_kith/admin/v1/restore", b"not a backup".to_vec())
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
+    let (status, manifest) = root.post_raw("/_kith/admin/v1/restore", archive).await;
+    assert_eq!(status, 200, "{manifest}");
+    assert_eq!(manifest["server_name"], "kith.test");
+    tokio::time::timeout(Duration::from_secs(5), server.server().restart_requested())
+        .await
+        .expect("a restart is asked for");
+    let data_dir = server.data_dir().to_path_buf();
+    let server = server.restart().await;
+    let (_, login) = server.login("root", "a long admin password").await;
+    let root = server.anonymous().with_login(&login);
+    let (_, users) = root.get("/_kith/admin/v1/users").await;
+    let ids: Vec<&str> = users
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|u| u["user_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["@root:kith.test", "@bob:kith.test"]);
+    let (status, _) = root
+        .get(&format!(
+            "/_matrix/client/v1/media/download/kith.test/{}",
+            media.rsplit('/').next().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(status, 200, "the media came back");
+    let kept: Vec<String> = std::fs::read_dir(&data_dir)
+        .expect("the data dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the replaced data is kept aside");
+    assert!(data_dir.join(&kept[0]).join("kith.db").is_file());
+    assert!(!data_dir.join("restore.tar").exists());
+    server.stop().await;
+}

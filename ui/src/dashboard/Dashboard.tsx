@@ -8,8 +8,9 @@ import { Rooms } from './Rooms';
 import { Federation } from './Federation';
 import { Logs } from './Logs';
 import { Settings } from './Settings';
+import { Backup } from './Backup';
 
-const PAGES = ['overview', 'users', 'rooms', 'federation', 'logs', 'settings'] as const;
+const PAGES = ['overview', 'users', 'rooms', 'federation', 'logs', 'settings', 'backup'] as const;
 type Page = (typeof PAGES)[number];
 const TITLES: Record<Page, string> = {
   overview: 'Overview',
@@ -18,6 +19,7 @@ const TITLES: Record<Page, string> = {
   federation: 'Federation',
   logs: 'Logs',
   settings: 'Settings',
+  backup: 'Backup',
 };
 
 export function Dashboard({ backend, onLogout }: { backend: Backend; onLogout: () => void }) {
@@ -45,6 +47,7 @@ export function Dashboard({ backend, onLogout }: { backend: Backend; onLogout: (
         {page === 'federation' && <Federation backend={backend} />}
         {page === 'logs' && <Logs backend={backend} />}
         {page === 'settings' && <Settings backend={backend} />}
+        {page === 'backup' && <Backup backend={backend} />}
       </main>
     </div>
   );

@@ -54,6 +54,12 @@ pub(super) fn routes() -> Router<Services> {
         .route("/_kith/admin/v1/logs", get(logs))
         .route("/_kith/admin/v1/config", get(config_text).put(save_config))
         .route("/_kith/admin/v1/config/check", post(check_config))
+        .route("/_kith/admin/v1/backup", get(backup))
+        .route(
+            "/_kith/admin/v1/restore",
+            // A backup holds the media: far larger than the JSON limit.
+            post(restore).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
 }
 
 /// `GET /_kith/admin/v1/status`: the overview.
@@ -378,4 +384,92 @@ async fn save_config(
     tracing::info!("the settings page wrote a new config; restarting");
     runtime.restart.notify_one();
     Ok(Json(json!({ "restarting": true })))
+}
+
+/// `GET /_kith/admin/v1/backup`: the whole data dir as one tar file (a consistent database
+/// snapshot, keys, certificates, media, config), made now and streamed.
+async fn backup(
+    State(services): State<Services>,
+    Extension(runtime): Extension<Arc<Runtime>>,
+    AuthedUser(session): AuthedUser,
+) -> Result<axum::response::Response> {
+    require_admin(&session)?;
+    let path = services
+        .dashboard
+        .export_backup(&runtime.data_dir, runtime.config_file.as_deref())
+        .await?;
+    let file = tokio::fs::File::open(&path).await?;
+    let length = file.metadata().await?.len();
+    // Unix keeps the open file readable; elsewhere the next backup clears the work folder.
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        tracing::debug!(error = %e, "the backup file stays until the next backup");
+    }
+    let name = format!(
+        "kith-backup-{}-{}.tar",
+        services.identity.server_name,
+        crate::storage::now_ms() / 1000
+    );
+    let body = axum::body::Body::from_stream(crate::api::client::media::file_stream(file));
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-tar")
+        .header(axum::http::header::CONTENT_LENGTH, length)
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(body)
+        .map_err(Error::internal)
+}
+
+/// `POST /_kith/admin/v1/restore` with a backup as the body: checks it, stages it, and
+/// restarts; the server comes back with the backup's data (what it replaces is kept in
+/// `before-restore-<time>/` in the data dir).
+async fn restore(
+    State(services): State<Services>,
+    Extension(runtime): Extension<Arc<Runtime>>,
+    AuthedUser(session): AuthedUser,
+    body: axum::body::Body,
+) -> Result<Json<Value>> {
+    use http_body_util::BodyExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    require_admin(&session)?;
+    if runtime.config_file.is_none() {
+        return Err(Error::forbidden(
+            "This server was started without a config file: nothing would restart it.",
+        ));
+    }
+    let data_dir = runtime.data_dir.clone();
+    let upload = crate::service::archive::upload_path(&data_dir)?;
+    let mut file = tokio::fs::File::create(&upload).await?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::bad_json(format!("the upload broke off: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            file.write_all(&chunk).await?;
+        }
+    }
+    file.sync_all().await?;
+    drop(file);
+    let staged = upload.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        crate::service::archive::stage_restore(&data_dir, &staged)
+    })
+    .await
+    .map_err(Error::internal)?;
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&upload).await;
+            return Err(e);
+        }
+    };
+    if manifest.server_name != services.identity.server_name.as_str() {
+        tracing::warn!(
+            from = %manifest.server_name,
+            "restoring a backup of another server name"
+        );
+    }
+    tracing::info!("a backup is staged; restarting to restore it");
+    runtime.restart.notify_one();
+    to_json(&manifest)
 }

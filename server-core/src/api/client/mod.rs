@@ -5,7 +5,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod keys;
-mod media;
+pub(crate) mod media;
 mod membership;
 mod profile;
 mod room_events;

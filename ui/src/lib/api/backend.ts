@@ -7,6 +7,7 @@ import type { Applied } from './generated/Applied';
 import type { ConfigText } from './generated/ConfigText';
 import type { Destination } from './generated/Destination';
 import type { LogLine } from './generated/LogLine';
+import type { Manifest } from './generated/Manifest';
 import type { PortMapReport } from './generated/PortMapReport';
 import type { AnswerProblem } from './generated/AnswerProblem';
 import type { RegistrationToken } from './generated/RegistrationToken';
@@ -72,6 +73,12 @@ export interface Backend {
   /** Writes the config file; the server restarts, and this resolves once it answers. */
   saveConfig(text: string): Promise<void>;
   restart(): Promise<void>;
+  /** Makes a backup: on the web it downloads; on the desktop it is written to `path` (or
+   * the documents folder). Resolves with where it went. */
+  backup(path?: string): Promise<string>;
+  /** Restores a backup (an uploaded file on the web, a path on the desktop); the server
+   * restarts with it, and this resolves once it answers again. */
+  restore(source: File | string): Promise<Manifest>;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -8,6 +8,7 @@ import type { Applied } from './generated/Applied';
 import type { ConfigText } from './generated/ConfigText';
 import type { Destination } from './generated/Destination';
 import type { LogLine } from './generated/LogLine';
+import type { Manifest } from './generated/Manifest';
 import type { PortMapReport } from './generated/PortMapReport';
 import type { RegistrationToken } from './generated/RegistrationToken';
 import type { Report } from './generated/Report';
@@ -216,5 +217,50 @@ export class HttpBackend implements Backend {
   async restart(): Promise<void> {
     await this.admin('POST', 'server/restart', {});
     await this.waitForRestart();
+  }
+
+  async backup(): Promise<string> {
+    let response: Response;
+    try {
+      response = await this.fetcher(`${this.base}/_kith/admin/v1/backup`, {
+        headers: { authorization: `Bearer ${this.store.getItem(ACCESS_KEY) ?? ''}` },
+      });
+    } catch {
+      throw new BackendError('NETWORK', 'Kith does not answer. Is it running?');
+    }
+    if (!response.ok) {
+      const error = (await response.json().catch(() => ({}))) as { errcode?: string; error?: string };
+      throw new BackendError(error.errcode ?? `HTTP_${response.status}`, error.error ?? `Kith answered ${response.status}.`);
+    }
+    const name = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1] ?? 'kith-backup.tar';
+    const url = URL.createObjectURL(await response.blob());
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = name;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    return `Downloaded ${name}.`;
+  }
+  async restore(source: File | string): Promise<Manifest> {
+    if (typeof source === 'string') throw new BackendError('M_INVALID_PARAM', 'Choose the backup file to upload.');
+    let response: Response;
+    try {
+      response = await this.fetcher(`${this.base}/_kith/admin/v1/restore`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.store.getItem(ACCESS_KEY) ?? ''}`, 'content-type': 'application/x-tar' },
+        body: source,
+      });
+    } catch {
+      throw new BackendError('NETWORK', 'Kith does not answer. Is it running?');
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = answer as { errcode?: string; error?: string };
+      throw new BackendError(error.errcode ?? `HTTP_${response.status}`, error.error ?? `Kith answered ${response.status}.`);
+    }
+    await this.waitForRestart();
+    return answer as Manifest;
   }
 }

@@ -8,6 +8,7 @@ import type { Applied } from './generated/Applied';
 import type { ConfigText } from './generated/ConfigText';
 import type { Destination } from './generated/Destination';
 import type { LogLine } from './generated/LogLine';
+import type { Manifest } from './generated/Manifest';
 import type { PortMapReport } from './generated/PortMapReport';
 import type { RegistrationToken } from './generated/RegistrationToken';
 import type { Report } from './generated/Report';
@@ -138,5 +139,13 @@ export class TauriBackend implements Backend {
   }
   async restart(): Promise<void> {
     await this.call('restart');
+  }
+  async backup(path?: string): Promise<string> {
+    const saved = await this.call<{ path: string }>('backup', { path: path || null });
+    return `Saved ${saved.path}.`;
+  }
+  restore(source: File | string): Promise<Manifest> {
+    if (typeof source !== 'string') throw new BackendError('M_INVALID_PARAM', 'Give the path of the backup file.');
+    return this.call('restore', { path: source });
   }
 }
