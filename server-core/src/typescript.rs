@@ -19,8 +19,8 @@ use crate::{
         certificates::CertificateStatus,
         checker::report::Report,
         dashboard::{
-            Destination, HealthSummary, RegistrationToken, RoomMember, RoomSummary, Sample, Stats,
-            Status, UserSummary,
+            ClosedRoom, Destination, HealthSummary, RegistrationToken, RoomMember, RoomSummary,
+            Sample, Stats, Status, UserSummary,
         },
         delegation::DelegationPlan,
         health::HealthState,
@@ -46,6 +46,7 @@ fn export_all(dir: &Path) -> Result<(), ts_rs::ExportError> {
     RoomSummary::export_all(&config)?;
     RoomMember::export_all(&config)?;
     Destination::export_all(&config)?;
+    ClosedRoom::export_all(&config)?;
     PasswordStrength::export_all(&config)?;
     SetupAnswers::export_all(&config)?;
     SetupCheck::export_all(&config)?;

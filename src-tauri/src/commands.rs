@@ -9,7 +9,8 @@ use kith::service::{
     archive::{self, Manifest},
     checker::{Checker, CheckerOptions, report::Report},
     dashboard::{
-        Destination, RegistrationToken, RoomMember, RoomSummary, Stats, Status, UserSummary,
+        ClosedRoom, Destination, RegistrationToken, RoomMember, RoomSummary, Stats, Status,
+        UserSummary,
     },
     portmap::PortMapReport,
     setup::{
@@ -286,6 +287,16 @@ pub async fn rooms(shell: Shell<'_>) -> Answer<Vec<RoomSummary>> {
 #[tauri::command]
 pub async fn room_members(shell: Shell<'_>, room_id: String) -> Answer<Vec<RoomMember>> {
     Ok(shell.services().await?.dashboard.members(&room_id).await?)
+}
+
+#[tauri::command]
+pub async fn close_room(shell: Shell<'_>, room_id: String) -> Answer<ClosedRoom> {
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .close_room(&room_id)
+        .await?)
 }
 
 #[tauri::command]

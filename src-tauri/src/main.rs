@@ -123,6 +123,7 @@ fn main() -> std::process::ExitCode {
             commands::revoke_token,
             commands::rooms,
             commands::room_members,
+            commands::close_room,
             commands::destinations,
             commands::restart,
             commands::logs,

@@ -14,12 +14,13 @@ free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("12
 echo "--- tray: --hidden, status line and label, menu, Quit"
 TRAY=$WORK/tray
 mkdir -p "$TRAY/home"
-"$KITH" init --server-name family.test --data-dir "$TRAY" --client-listen "127.0.0.1:$(free_port)" \
+TRAY_PORT=$(free_port)
+"$KITH" init --server-name family.test --data-dir "$TRAY" --client-listen "127.0.0.1:$TRAY_PORT" \
     --config "$TRAY/kith.toml" >/dev/null
 /usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check \
     --expect-menu "Open dashboard,Stop server,Check federation now,Copy invite link,Start with my computer,Quit" \
     --expect-label '^Kith: family\.test, LAN only, RAM [0-9]+ MB, cache [0-9]+ MB$' \
-    --click Quit --click-when "$WORK/measured" --timeout 90 >"$WORK/tray-check.log" 2>&1 &
+    --click "Start with my computer,Quit" --click-when "$WORK/measured" --timeout 120 >"$WORK/tray-check.log" 2>&1 &
 WATCHER=$!
 sleep 0.5
 HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-tray.log" 2>&1 &
@@ -35,6 +36,33 @@ fi
 TRAY_RSS_KIB=$(ps -o rss= -p "$APP_PID" | tr -d ' ')
 echo "tray-only RSS (server included): $((TRAY_RSS_KIB / 1024)) MiB"
 echo "$TRAY_RSS_KIB" >"$WORK/tray-rss-kib"
+
+echo "--- one instance: a second launch opens the first one's window, and ends"
+HOME=$TRAY/home timeout 30 "$APP" --config "$TRAY/kith.toml" >"$WORK/app-second.log" 2>&1
+echo "second launch ended with status $?"
+WINDOW=""
+for _ in $(seq 80); do
+    WINDOW=$(xdotool search --onlyvisible --name '^Kith$' 2>/dev/null | head -1)
+    [ -n "$WINDOW" ] && break
+    sleep 0.25
+done
+if [ -z "$WINDOW" ]; then
+    echo "FAIL: the second launch did not open the first one's window"
+    FAILED=1
+fi
+echo "--- closing the window keeps the server running in the tray"
+wmctrl -c Kith
+for _ in $(seq 40); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 || break; sleep 0.25; done
+if xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1; then
+    echo "FAIL: the window did not close"
+    FAILED=1
+fi
+if ! kill -0 "$APP_PID" 2>/dev/null || ! curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null; then
+    echo "FAIL: the app or its server stopped when the window closed"
+    FAILED=1
+else
+    echo "the app and its server run on after the window closed"
+fi
 touch "$WORK/measured"
 wait "$WATCHER" || FAILED=1
 grep -E 'tray-check:|"event": "item"' "$WORK/tray-check.log" | tail -2
@@ -47,6 +75,13 @@ else
     code=$?
     echo "exit status after Quit: $code"
     [ "$code" -eq 0 ] || FAILED=1
+fi
+if ls "$TRAY/home/.config/autostart/"*.desktop >/dev/null 2>&1; then
+    echo "Start with my computer: $(ls "$TRAY/home/.config/autostart/") written"
+    grep -q -- '--hidden' "$TRAY/home/.config/autostart/"*.desktop || { echo "FAIL: autostart does not start hidden"; FAILED=1; }
+else
+    echo "FAIL: Start with my computer wrote no autostart entry"
+    FAILED=1
 fi
 if [ "$FAILED" -ne 0 ]; then
     echo "--- app log"; tail -30 "$WORK/app-tray.log"

@@ -3,8 +3,11 @@
 # window manager (openbox), on a private D-Bus session (dbus-run-session), where a small
 # StatusNotifier host (sni_watcher.py) plays the panel that shows tray icons.
 #
-#   1. tray: the app started with --hidden shows no window, registers its tray item with a
-#      live status line and label and the whole menu, and Quit ends it with status 0;
+#   1. tray: the app started with --hidden shows no window and registers its tray item with
+#      a live status line and label and the whole menu; a second launch opens the first
+#      one's window and ends; closing the window keeps the app and its server running;
+#      "Start with my computer" writes an autostart entry that starts hidden; Quit ends the
+#      app with status 0;
 #   2. window: tauri-driver and WebKitWebDriver drive the real window through the wizard
 #      (wizard.mjs), saving a screenshot of each step.
 #

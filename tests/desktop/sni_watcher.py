@@ -28,7 +28,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--check", action="store_true")
 parser.add_argument("--expect-menu", default="")
 parser.add_argument("--expect-label", default="")
-parser.add_argument("--click", default=None)
+parser.add_argument("--click", default=None, help="menu labels to click, in order, comma-separated")
 parser.add_argument("--click-when", default=None, help="click only once this file exists")
 parser.add_argument("--timeout", type=float, default=60)
 args = parser.parse_args()
@@ -161,10 +161,12 @@ def tick():
                 report("ready", waiting_for=args.click_when)
                 continue
             if args.click:
-                target = next(item["id"] for item in items if item["label"] == args.click)
                 menu = dbus.Interface(bus.get_object(bus_name, menu_path), "com.canonical.dbusmenu")
-                menu.Event(target, "clicked", dbus.Int32(0, variant_level=1), dbus.UInt32(int(time.time())))
-                report("clicked", label=args.click)
+                for label in args.click.split(","):
+                    target = next(item["id"] for item in items if item["label"] == label)
+                    menu.Event(target, "clicked", dbus.Int32(0, variant_level=1), dbus.UInt32(int(time.time())))
+                    report("clicked", label=label)
+                    time.sleep(1)
             print(f"tray-check: {len(checks)} passed, 0 failed", flush=True)
             GLib.timeout_add(300, lambda: (loop.quit(), False)[1])
             return False

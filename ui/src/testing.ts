@@ -59,6 +59,7 @@ export function fakeBackend(calls: Calls, overrides: Partial<Backend> = {}): Bac
     revokeToken: record('revokeToken'),
     rooms: record('rooms', []),
     roomMembers: record('roomMembers', []),
+    closeRoom: record('closeRoom', { left: [], aliases_removed: [] }),
     destinations: record('destinations', []),
     checkFederation: record('checkFederation'),
     logs: record('logs', []),

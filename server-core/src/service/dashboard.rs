@@ -267,6 +267,16 @@ impl From<DestinationHealth> for Destination {
     }
 }
 
+/// What closing a room did.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ClosedRoom {
+    /// This server's users who left it (or whose invite or knock was withdrawn).
+    pub left: Vec<String>,
+    /// The room's aliases on this server, now deleted.
+    pub aliases_removed: Vec<String>,
+}
+
 /// One point of the charts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -549,6 +559,35 @@ impl Dashboard {
                 displayname: row.displayname,
             })
             .collect())
+    }
+
+    /// Closes a room on this server: each of its users here leaves it (invites and knocks
+    /// are withdrawn), its aliases here are deleted and it leaves the public directory.
+    /// Members on other servers keep the room; its history stays stored.
+    pub async fn close_room(&self, room_id: &str) -> Result<ClosedRoom> {
+        let members = self.members(room_id).await?;
+        let room = ruma::RoomId::parse(room_id)
+            .map_err(|_| Error::invalid_param(format!("`{room_id}` is not a room ID.")))?;
+        let mut left = Vec::new();
+        for member in members
+            .iter()
+            .filter(|m| m.local && matches!(m.membership.as_str(), "join" | "invite" | "knock"))
+        {
+            let user = UserId::parse(member.user_id.as_str()).map_err(Error::internal)?;
+            self.rooms
+                .leave(&user, &room, Some("The server's admin closed this room."))
+                .await?;
+            left.push(member.user_id.clone());
+        }
+        let aliases_removed = self.store.rooms().aliases_of(room_id).await?;
+        for alias in &aliases_removed {
+            self.store.rooms().delete_alias(alias).await?;
+        }
+        self.store.rooms().set_published(room_id, false).await?;
+        Ok(ClosedRoom {
+            left,
+            aliases_removed,
+        })
     }
 
     /// Every server this one has sent to, with how that goes.

@@ -211,7 +211,9 @@ async fn admins_manage_accounts_tokens_and_rooms_through_the_admin_api() {
     );
 
     // Rooms: what bob made shows up with its name and members.
-    let room_id = bob.create_room(json!({ "name": "Family" })).await;
+    let room_id = bob
+        .create_room(json!({ "name": "Family", "room_alias_name": "family" }))
+        .await;
     let (status, rooms) = root.get("/_kith/admin/v1/rooms").await;
     assert_eq!(status, 200, "{rooms}");
     let room = rooms
@@ -233,6 +235,29 @@ async fn admins_manage_accounts_tokens_and_rooms_through_the_admin_api() {
     assert_eq!(members[0]["membership"], "join");
     let (status, _) = root
         .get("/_kith/admin/v1/rooms/!nowhere:kith.test/members")
+        .await;
+    assert_eq!(status, 404);
+
+    // Closing a room here: its users here leave, its alias here goes.
+    let (status, closed) = root
+        .post(
+            &format!(
+                "/_kith/admin/v1/rooms/{}/close",
+                kith_tests::url_encode(&room_id)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["left"], json!(["@bob:kith.test"]));
+    assert_eq!(closed["aliases_removed"], json!(["#family:kith.test"]));
+    let (_, rooms) = root.get("/_kith/admin/v1/rooms").await;
+    assert_eq!(rooms[0]["joined_members"], 0, "{rooms}");
+    let (status, _) = bob
+        .get(&format!(
+            "/_matrix/client/v3/directory/room/{}",
+            kith_tests::url_encode("#family:kith.test")
+        ))
         .await;
     assert_eq!(status, 404);
 

@@ -10,16 +10,33 @@ export function Rooms({ backend }: { backend: Backend }) {
   const [rooms, setRooms] = useState<RoomSummary[] | null>(null);
   const [open, setOpen] = useState<{ room: RoomSummary; members: RoomMember[] } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState(false);
+  const [closed, setClosed] = useState<string | null>(null);
+  const load = () => backend.rooms().then(setRooms, (e) => setError(describe(e)));
   useEffect(() => {
-    backend.rooms().then(setRooms, (e) => setError(describe(e)));
+    void load();
   }, []);
-  const show = async (room: RoomSummary) => {
+  const close = async (room: RoomSummary) => {
+    setConfirming(false);
+    try {
+      const result = await backend.closeRoom(room.room_id);
+      setClosed(
+        `${result.left.length} of this server's users left ${room.name ?? room.room_id}` +
+          (result.aliases_removed.length ? `; removed ${result.aliases_removed.join(', ')}.` : '.'),
+      );
+      await show(room);
+      await load();
+    } catch (e) {
+      setError(describe(e));
+    }
+  };
+  async function show(room: RoomSummary) {
     try {
       setOpen({ room, members: await backend.roomMembers(room.room_id) });
     } catch (e) {
       setError(describe(e));
     }
-  };
+  }
   return (
     <div>
       <ErrorText error={error} />
@@ -68,6 +85,20 @@ export function Rooms({ backend }: { backend: Backend }) {
               ))}
             </tbody>
           </table>
+          <p class="hint">
+            Closing the room here makes every user of this server leave it and removes its aliases and directory entry here.
+            People on other servers keep it; its history stays stored.
+          </p>
+          {confirming ? (
+            <button type="button" class="danger" data-testid="close-room-confirm" onClick={() => close(open.room)}>
+              Really close it here?
+            </button>
+          ) : (
+            <button type="button" data-testid="close-room" onClick={() => setConfirming(true)}>
+              Close this room on this server
+            </button>
+          )}
+          {closed && <p class="ok" data-testid="room-closed">{closed}</p>}
         </div>
       )}
     </div>

@@ -49,6 +49,7 @@ pub(super) fn routes() -> Router<Services> {
         )
         .route("/_kith/admin/v1/rooms", get(rooms))
         .route("/_kith/admin/v1/rooms/{room_id}/members", get(members))
+        .route("/_kith/admin/v1/rooms/{room_id}/close", post(close_room))
         .route("/_kith/admin/v1/federation/destinations", get(destinations))
         .route("/_kith/admin/v1/server/restart", post(restart))
         .route("/_kith/admin/v1/logs", get(logs))
@@ -236,6 +237,17 @@ async fn members(
 ) -> Result<Json<Value>> {
     require_admin(&session)?;
     to_json(&services.dashboard.members(&room_id).await?)
+}
+
+/// `POST /_kith/admin/v1/rooms/{room_id}/close`: every user of this server leaves the
+/// room, and its aliases and directory entry here go.
+async fn close_room(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>> {
+    require_admin(&session)?;
+    to_json(&services.dashboard.close_room(&room_id).await?)
 }
 
 /// `GET /_kith/admin/v1/federation/destinations`: every server this one sends to.

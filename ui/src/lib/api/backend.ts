@@ -10,6 +10,7 @@ import type { LogLine } from './generated/LogLine';
 import type { Manifest } from './generated/Manifest';
 import type { PortMapReport } from './generated/PortMapReport';
 import type { AnswerProblem } from './generated/AnswerProblem';
+import type { ClosedRoom } from './generated/ClosedRoom';
 import type { RegistrationToken } from './generated/RegistrationToken';
 import type { Report } from './generated/Report';
 import type { RoomMember } from './generated/RoomMember';
@@ -65,6 +66,8 @@ export interface Backend {
   revokeToken(token: string): Promise<void>;
   rooms(): Promise<RoomSummary[]>;
   roomMembers(roomId: string): Promise<RoomMember[]>;
+  /** Every user of this server leaves the room; its aliases and directory entry here go. */
+  closeRoom(roomId: string): Promise<ClosedRoom>;
   destinations(): Promise<Destination[]>;
   checkFederation(serverName: string): Promise<Report>;
   logs(after: number, level: string): Promise<LogLine[]>;

@@ -4,6 +4,7 @@
 import { Backend, BackendError, sleep } from './backend';
 import type { AdminCheck } from './generated/AdminCheck';
 import type { AnswerProblem } from './generated/AnswerProblem';
+import type { ClosedRoom } from './generated/ClosedRoom';
 import type { Applied } from './generated/Applied';
 import type { ConfigText } from './generated/ConfigText';
 import type { Destination } from './generated/Destination';
@@ -194,6 +195,9 @@ export class HttpBackend implements Backend {
   }
   roomMembers(roomId: string): Promise<RoomMember[]> {
     return this.admin('GET', `rooms/${encodeURIComponent(roomId)}/members`);
+  }
+  closeRoom(roomId: string): Promise<ClosedRoom> {
+    return this.admin('POST', `rooms/${encodeURIComponent(roomId)}/close`, {});
   }
   destinations(): Promise<Destination[]> {
     return this.admin('GET', 'federation/destinations');

@@ -4,6 +4,7 @@
 import { Backend, BackendError } from './backend';
 import type { AdminCheck } from './generated/AdminCheck';
 import type { AnswerProblem } from './generated/AnswerProblem';
+import type { ClosedRoom } from './generated/ClosedRoom';
 import type { Applied } from './generated/Applied';
 import type { ConfigText } from './generated/ConfigText';
 import type { Destination } from './generated/Destination';
@@ -118,6 +119,9 @@ export class TauriBackend implements Backend {
   }
   roomMembers(roomId: string): Promise<RoomMember[]> {
     return this.call('room_members', { roomId });
+  }
+  closeRoom(roomId: string): Promise<ClosedRoom> {
+    return this.call('close_room', { roomId });
   }
   destinations(): Promise<Destination[]> {
     return this.call('destinations');
