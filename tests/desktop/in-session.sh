@@ -88,6 +88,23 @@ if [ "$FAILED" -ne 0 ]; then
     echo "--- tray log"; tail -5 "$WORK/tray-check.log"
 fi
 
+echo "--- no tray host: the app still runs, says how to reopen it, and a second launch does"
+HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-no-tray.log" 2>&1 &
+APP_PID=$!
+PIDS+=($APP_PID)
+for _ in $(seq 80); do curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 2>&1 && break; sleep 0.25; done
+if ! curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 2>&1; then
+    echo "FAIL: without a tray host the server did not start"
+    FAILED=1
+fi
+grep -q "start Kith again" "$WORK/app-no-tray.log" || { echo "FAIL: no word on how to reopen Kith"; FAILED=1; }
+HOME=$TRAY/home timeout 30 "$APP" --config "$TRAY/kith.toml" >/dev/null 2>&1
+OPENED=""
+for _ in $(seq 80); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 && OPENED=1 && break; sleep 0.25; done
+[ -n "$OPENED" ] && echo "without a tray host, a second launch opened the window" || { echo "FAIL: no window after a second launch"; FAILED=1; }
+kill "$APP_PID" 2>/dev/null
+wait "$APP_PID" 2>/dev/null
+
 if [ -f "$ROOT/tests/desktop/wizard.mjs" ]; then
     echo "--- window: the wizard in the real window (tauri-driver + WebKitWebDriver)"
     node --test "$ROOT/tests/desktop/wizard.mjs" || FAILED=1

@@ -7,7 +7,8 @@
 #      a live status line and label and the whole menu; a second launch opens the first
 #      one's window and ends; closing the window keeps the app and its server running;
 #      "Start with my computer" writes an autostart entry that starts hidden; Quit ends the
-#      app with status 0;
+#      app with status 0; with no tray host at all, the app runs, says how to reopen it,
+#      and a second launch opens the window;
 #   2. window: tauri-driver and WebKitWebDriver drive the real window through the wizard
 #      (wizard.mjs), saving a screenshot of each step.
 #

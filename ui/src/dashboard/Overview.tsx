@@ -28,9 +28,12 @@ export function Overview({ backend }: { backend: Backend }) {
     };
     void load();
     const timer = setInterval(load, REFRESH_MS);
+    // The desktop app says at once when something happens (a check ran, a restart).
+    const unlisten = backend.onServerEvent?.(() => void load());
     return () => {
       stopped = true;
       clearInterval(timer);
+      unlisten?.();
     };
   }, []);
   const samples = stats?.samples ?? [];

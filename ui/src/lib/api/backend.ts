@@ -40,6 +40,10 @@ export interface Backend {
   hasSetupToken(): boolean;
   /** Whether the UI holds an admin's login (always on the desktop). */
   loggedIn(): boolean;
+  /** Calls `handler` on each server event (started, federation health, certificate,
+   * stopping, stopped), where the backend pushes them (the desktop app); returns a
+   * function that stops listening. The web UI polls instead. */
+  onServerEvent?(handler: (event: unknown) => void): () => void;
 
   setupState(): Promise<SetupState>;
   setupAnswers(): Promise<SetupAnswers>;

@@ -47,8 +47,17 @@ export class TauriBackend implements Backend {
   }
 
   /** Server events (started, federation health, certificate, stopping, stopped). */
-  onServerEvent(handler: (event: unknown) => void): void {
-    void this.tauri.event?.listen('server-event', (event) => handler(event.payload));
+  onServerEvent(handler: (event: unknown) => void): () => void {
+    let stop: (() => void) | null = null;
+    let stopped = false;
+    void this.tauri.event?.listen('server-event', (event) => handler(event.payload)).then((unlisten) => {
+      if (stopped) unlisten();
+      else stop = unlisten;
+    });
+    return () => {
+      stopped = true;
+      stop?.();
+    };
   }
 
   hasSetupToken(): boolean {
