@@ -16,7 +16,7 @@ use crate::{
 /// the deprecated `access_token` query parameter) that belongs to a live device.
 pub struct AuthedUser(pub Session);
 
-fn access_token(parts: &Parts) -> Option<String> {
+pub(crate) fn access_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts
         .headers
         .get(header::AUTHORIZATION)

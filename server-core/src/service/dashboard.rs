@@ -112,12 +112,7 @@ impl Runtime {
             user_count: services.users.count().await?,
             room_count: services.rooms.count().await?,
             rss_bytes: memory_stats::memory_stats().map(|m| m.physical_mem as u64),
-            cache_bytes: services
-                .dashboard
-                .store
-                .dashboard()
-                .remote_media_bytes()
-                .await?,
+            cache_bytes: services.dashboard.cache_bytes().await?,
             registration: services.config.registration.mode,
             federation_health: services.health.last().map(|h| HealthSummary {
                 state: h.state,
@@ -646,6 +641,16 @@ impl Dashboard {
         }
         samples.points.push_back(sample);
         Ok(sample)
+    }
+
+    /// Bytes of other servers' media kept here: the latest sample's figure (taken every
+    /// [`SAMPLE_INTERVAL`]), or counted now before the first sample.
+    pub async fn cache_bytes(&self) -> Result<u64> {
+        let latest = self.lock_samples().points.back().map(|s| s.cache_bytes);
+        match latest {
+            Some(bytes) => Ok(bytes),
+            None => self.store.dashboard().remote_media_bytes().await,
+        }
     }
 
     /// The samples of the last hour, oldest first.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::{
     Extension, Json, Router,
     extract::{FromRequestParts, RawQuery, State},
-    http::{header, request::Parts},
+    http::request::Parts,
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
@@ -61,18 +61,12 @@ impl FromRequestParts<Services> for SetupCaller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::MissingToken,
-                    "Open the setup link printed when Kith first started, or log in as an admin.",
-                )
-            })?;
+        let token = crate::api::extract::access_token(parts).ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingToken,
+                "Open the setup link printed when Kith first started, or log in as an admin.",
+            )
+        })?;
         let runtime = runtime(parts)?;
         if runtime.setup_allowed(services, &token).await? {
             return Ok(Self {
