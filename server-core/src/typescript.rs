@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 use ts_rs::TS;
 
 use crate::{
-    api::admin::{
-        dashboard::ConfigText,
-        setup::{Applied, SetupState, UiLogin},
-    },
     config::{RegistrationMode, TlsMode},
     crypto::PasswordStrength,
     logging::LogLine,
@@ -25,7 +21,10 @@ use crate::{
         delegation::DelegationPlan,
         health::HealthState,
         portmap::PortMapReport,
-        setup::{AdminCheck, AnswerProblem, Reachability, ServerKind, SetupAnswers, SetupCheck},
+        setup::{
+            AdminCheck, AnswerProblem, Applied, ConfigText, Reachability, Restarting, ServerKind,
+            SetupAnswers, SetupCheck, SetupState, UiLogin,
+        },
     },
 };
 
@@ -60,6 +59,7 @@ fn export_all(dir: &Path) -> Result<(), ts_rs::ExportError> {
     SetupState::export_all(&config)?;
     Applied::export_all(&config)?;
     UiLogin::export_all(&config)?;
+    Restarting::export_all(&config)?;
     Report::export_all(&config)?;
     ConfigText::export_all(&config)?;
     LogLine::export_all(&config)?;

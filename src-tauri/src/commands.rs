@@ -14,8 +14,8 @@ use kith::service::{
     },
     portmap::PortMapReport,
     setup::{
-        AdminCheck, AnswerProblem, SetupAnswers, SetupCheck, check_admin as check_admin_answers,
-        check_config_text,
+        AdminCheck, AnswerProblem, Applied, ConfigText, Restarting, SetupAnswers, SetupCheck,
+        SetupState, UiLogin, check_admin as check_admin_answers, check_config_text,
     },
     users::LoginRequest,
 };
@@ -26,14 +26,6 @@ use crate::desktop::{CommandError, Desktop};
 
 type Shell<'a> = State<'a, Arc<Desktop>>;
 type Answer<T> = Result<T, CommandError>;
-
-/// What the first screen needs (as `GET /_kith/setup/v1/state`).
-#[derive(Serialize)]
-pub struct SetupState {
-    needs_setup: bool,
-    server_name: String,
-    version: String,
-}
 
 fn user_id(text: &str) -> Answer<ruma::OwnedUserId> {
     ruma::UserId::parse(text)
@@ -120,13 +112,6 @@ pub async fn port_mapping(shell: Shell<'_>, ports: Vec<(u16, u16)>) -> Answer<Po
         .map_err(|e| CommandError::new("M_UNKNOWN", e))
 }
 
-/// What `apply_setup` did (as `POST /_kith/setup/v1/apply`).
-#[derive(Serialize)]
-pub struct Applied {
-    config_file: String,
-    restarting: bool,
-}
-
 /// Writes the wizard's answers into the config file and (re)starts the server with it.
 #[tauri::command]
 pub async fn apply_setup(shell: Shell<'_>, answers: SetupAnswers) -> Answer<Applied> {
@@ -148,14 +133,6 @@ pub async fn apply_setup(shell: Shell<'_>, answers: SetupAnswers) -> Answer<Appl
         config_file: shell.config_path.display().to_string(),
         restarting: true,
     })
-}
-
-/// A login for the UI (as `POST /_kith/setup/v1/admin` answers).
-#[derive(Serialize)]
-pub struct UiLogin {
-    user_id: String,
-    access_token: String,
-    device_id: String,
 }
 
 #[tauri::command]
@@ -304,12 +281,6 @@ pub async fn destinations(shell: Shell<'_>) -> Answer<Vec<Destination>> {
     Ok(shell.services().await?.dashboard.destinations().await?)
 }
 
-/// The answer of `restart` (as `POST /_kith/admin/v1/server/restart`).
-#[derive(Serialize)]
-pub struct Restarting {
-    restarting: bool,
-}
-
 #[tauri::command]
 pub async fn restart(shell: Shell<'_>) -> Answer<Restarting> {
     shell.inner().restart().await?;
@@ -332,13 +303,6 @@ pub async fn logs(
         None => tracing::Level::INFO,
     };
     Ok(shell.logs.lines(after.unwrap_or(0), level, 500))
-}
-
-/// The config file as the settings page edits it (as `GET /_kith/admin/v1/config`).
-#[derive(Serialize)]
-pub struct ConfigText {
-    path: String,
-    text: String,
 }
 
 #[tauri::command]

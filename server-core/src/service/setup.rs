@@ -322,6 +322,59 @@ impl SetupAnswers {
     }
 }
 
+/// Whether the wizard must run, for the UI's first screen.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct SetupState {
+    /// True until an admin exists: the UI shows the wizard (with the setup link's token)
+    /// instead of the admin login.
+    pub needs_setup: bool,
+    /// The server name now.
+    pub server_name: String,
+    /// Kith's version.
+    pub version: String,
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Applied {
+    /// The config file written.
+    pub config_file: String,
+    /// Whether the server is restarting to take it (it answers again in a moment).
+    pub restarting: bool,
+}
+
+/// A login made for the UI.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct UiLogin {
+    /// The admin's user ID.
+    pub user_id: String,
+    /// The access token the UI uses from now on.
+    pub access_token: String,
+    /// The device the login made.
+    pub device_id: String,
+}
+
+/// The config file as the settings page edits it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ConfigText {
+    /// Where it is.
+    pub path: String,
+    /// Its text, comments and all.
+    pub text: String,
+}
+
+/// The answer of a call that restarts the server.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct Restarting {
+    /// Always true: the server answers again in a moment.
+    pub restarting: bool,
+}
+
 /// The first admin's name and password, checked before anything is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]

@@ -10,7 +10,7 @@ use axum::{
     extract::{Path, RawQuery, State},
     routing::{get, post, put},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{query_value, require_admin, to_json};
@@ -20,7 +20,7 @@ use crate::{
     service::{
         Services,
         dashboard::Runtime,
-        setup::{AnswerProblem, check_config_text},
+        setup::{AnswerProblem, ConfigText, Restarting, check_config_text},
     },
 };
 
@@ -273,7 +273,7 @@ async fn restart(
         ));
     }
     runtime.restart.notify_one();
-    Ok(Json(json!({ "restarting": true })))
+    to_json(&Restarting { restarting: true })
 }
 
 /// `GET /_kith/admin/v1/logs?after=SEQ&level=info&limit=500`: the log lines after `after`
@@ -308,16 +308,6 @@ async fn logs(
         .as_ref()
         .ok_or_else(|| Error::not_found("This server keeps no log in memory."))?;
     to_json(&buffer.lines(after, level, limit))
-}
-
-/// The config file as the settings page edits it.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct ConfigText {
-    /// Where it is.
-    pub path: String,
-    /// Its text, comments and all.
-    pub text: String,
 }
 
 fn config_file(runtime: &Runtime) -> Result<std::path::PathBuf> {
@@ -395,7 +385,7 @@ async fn save_config(
         .map_err(Error::internal)??;
     tracing::info!("the settings page wrote a new config; restarting");
     runtime.restart.notify_one();
-    Ok(Json(json!({ "restarting": true })))
+    to_json(&Restarting { restarting: true })
 }
 
 /// `GET /_kith/admin/v1/backup`: the whole data dir as one tar file (a consistent database

@@ -11,7 +11,7 @@ use axum::{
     http::request::Parts,
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{query_value, to_json};
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
     service::{
         Services,
         dashboard::Runtime,
-        setup::{self, SetupAnswers, SetupCheck},
+        setup::{self, Applied, SetupAnswers, SetupCheck, SetupState, UiLogin},
         users::LoginRequest,
     },
 };
@@ -36,19 +36,6 @@ pub(super) fn routes() -> Router<Services> {
         .route("/_kith/setup/v1/federation_check", get(federation_check))
         .route("/_kith/setup/v1/apply", post(apply))
         .route("/_kith/setup/v1/admin", post(create_admin))
-}
-
-/// Whether the wizard must run, for the UI's first screen.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct SetupState {
-    /// True until an admin exists: the UI shows the wizard (with the setup link's token)
-    /// instead of the admin login.
-    pub needs_setup: bool,
-    /// The server name now.
-    pub server_name: String,
-    /// Kith's version.
-    pub version: String,
 }
 
 /// The caller may use the setup API: the setup token while no admin exists, or an admin.
@@ -184,16 +171,6 @@ async fn federation_check(
     to_json(&services.health.check(&server_name).await?)
 }
 
-/// What `apply` did.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct Applied {
-    /// The config file written.
-    pub config_file: String,
-    /// Whether the server is restarting to take it (it answers again in a moment).
-    pub restarting: bool,
-}
-
 /// `POST /_kith/setup/v1/apply`: checks the answers, writes them into the config file, and
 /// restarts the server to take them. The server name cannot change once accounts exist.
 async fn apply(
@@ -227,18 +204,6 @@ async fn apply(
 struct AdminBody {
     username: String,
     password: String,
-}
-
-/// A login made for the UI.
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct UiLogin {
-    /// The admin's user ID.
-    pub user_id: String,
-    /// The access token the UI uses from now on.
-    pub access_token: String,
-    /// The device the login made.
-    pub device_id: String,
 }
 
 /// `POST /_kith/setup/v1/admin`: makes the first admin (with the setup token only) and
