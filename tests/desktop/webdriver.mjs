@@ -2,6 +2,7 @@
 // tauri-driver and WebKitWebDriver (new session, find, click, type, read, screenshot).
 
 import fs from 'node:fs';
+import net from 'node:net';
 
 const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 
@@ -115,4 +116,16 @@ async function call(base, method, path, body) {
 
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A loopback port that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
 }

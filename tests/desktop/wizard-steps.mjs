@@ -1,19 +1,8 @@
 // The wizard's steps as a newcomer takes them in the desktop app's window.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import path from 'node:path';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
+import { freePort } from './webdriver.mjs';
 
 const id = (testid) => `[data-testid="${testid}"]`;
 /** Radio cards hide their input: a user clicks the card (the label). */

@@ -7,24 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { WebDriver, sleep } from './webdriver.mjs';
+import { WebDriver, freePort, sleep } from './webdriver.mjs';
 
 const APP = process.env.APP;
 const WORK = process.env.WORK;
 const SHOTS = process.env.SHOTS;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 async function waitForDriver(url) {
   for (let i = 0; i < 100; i++) {

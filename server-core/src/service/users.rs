@@ -333,14 +333,7 @@ impl Users {
                 "The password must not be empty.",
             ));
         }
-        let password = new_password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
-            .await
-            .map_err(Error::internal)??;
-        self.store
-            .users()
-            .set_password_hash(session.user_id.as_str(), hash)
-            .await?;
+        self.store_password(&session.user_id, new_password).await?;
         if !logout_devices {
             return Ok(Vec::new());
         }
@@ -358,6 +351,12 @@ impl Users {
 
     /// Sets a new password for an account (an admin's reset) and logs out all its devices.
     pub async fn set_password(&self, user_id: &UserId, password: &str) -> Result<RemovedDevices> {
+        self.store_password(user_id, password).await?;
+        self.logout_all(user_id).await
+    }
+
+    /// Hashes `password` (argon2id, on a blocking thread) and stores it as the user's.
+    async fn store_password(&self, user_id: &UserId, password: &str) -> Result<()> {
         let password = password.to_owned();
         let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
             .await
@@ -365,14 +364,7 @@ impl Users {
         self.store
             .users()
             .set_password_hash(user_id.as_str(), hash)
-            .await?;
-        let removed = self
-            .store
-            .users()
-            .delete_devices_except(user_id.as_str(), None)
-            .await?;
-        self.notifier.notify();
-        Ok(removed)
+            .await
     }
 
     /// Deactivates the account: no more logins, all devices gone, profile cleared.
