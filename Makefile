@@ -44,7 +44,7 @@ test: deps
 	@tests/synapse/install.sh & installer=$$!; \
 	if ! $(CARGO) nextest run --workspace --no-run; then kill $$installer; exit 1; fi; \
 	wait $$installer
-	$(CARGO) build -p kith-server-core --bin kith -p kith-desktop
+	$(CARGO) build --bin kith --bin kith-desktop
 	$(CARGO) nextest run --workspace --no-fail-fast
 	cd ui && KITH_BIN=$(CARGO_TARGET_DIR)/debug/kith npm run e2e
 	tests/desktop/run.sh

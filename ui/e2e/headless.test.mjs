@@ -76,6 +76,7 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     // 1. Welcome
     await page.getByTestId('step-welcome').waitFor();
     assert.ok(!page.url().includes('#setup='), 'the token leaves the address bar');
+    assert.equal(await page.getByTestId('stepper').locator('li').count(), 7);
     await shot(page, 'wizard-1-welcome');
     await page.getByTestId('next').click();
 
@@ -85,8 +86,47 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     await page.getByTestId('server_name').fill('not a name');
     await page.getByTestId('next').click();
     await page.getByTestId('server_name-problem').waitFor();
+    assert.ok(await page.getByTestId('step-name').isVisible(), 'a problem keeps the user on the step');
     await shot(page, 'wizard-2-name-problem');
+
+    // A look at the federating path first: own domain, delegated from its website.
+    await page.getByTestId('kind-domain').check({ force: true });
     await page.getByTestId('server_name').fill('family.test');
+    await page.getByTestId('reachability-well_known').check({ force: true });
+    await page.getByTestId('delegated_host').fill('matrix.family.test');
+    await page.getByText('`family.test` can never change').waitFor();
+    assert.equal(await page.getByTestId('server_name-problem').count(), 0, 'an edited answer drops its old problem');
+    await shot(page, 'wizard-2-name-domain');
+    await page.getByTestId('next').click();
+    await page.getByTestId('step-network').waitFor();
+    await page.getByTestId('federation_port').fill('8448');
+    await page.getByTestId('tls_mode-acme').check({ force: true });
+    await page.getByTestId('acme_contact').waitFor();
+    await page.getByText('The automatic certificate is proven on port 443').waitFor();
+    await shot(page, 'wizard-3-network-domain');
+    await page.getByTestId('next').click();
+    // 4. DNS: what to publish, from Kith's delegation plan.
+    await page.getByTestId('step-dns').waitFor();
+    await page.getByTestId('records').waitFor();
+    assert.match(await page.getByTestId('records').textContent(), /matrix\.family\.test/);
+    await page.getByText('.well-known/matrix/server').first().waitFor();
+    await shot(page, 'wizard-4-dns');
+    // "Check now" runs the real checker: nothing is published for family.test yet, so the
+    // report fails, step by step, and gives the fix.
+    await page.getByTestId('check-now').click();
+    await page.getByTestId('report').waitFor({ timeout: 60000 });
+    assert.ok((await page.getByTestId('step').count()) > 0, 'the report lists its steps');
+    assert.match(await page.getByTestId('verdict').textContent(), /cannot reach|needs attention/);
+    await shot(page, 'wizard-4-dns-checked');
+    await page.getByTestId('back').click();
+    await page.getByTestId('step-network').waitFor();
+    await page.getByTestId('back').click();
+    await page.getByTestId('step-name').waitFor();
+    assert.equal(await page.getByTestId('server_name').inputValue(), 'family.test', 'Back keeps the name');
+
+    // Then LAN only, as this family wants.
+    await page.getByTestId('kind-lan').check({ force: true });
+    await page.getByText('LAN only: people on other servers cannot join your rooms').waitFor();
     await shot(page, 'wizard-2-name');
     await page.getByTestId('next').click();
 
@@ -97,16 +137,25 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     await shot(page, 'wizard-3-network');
     await page.getByTestId('next').click();
 
-    // 4 (LAN: no DNS step). Admin: the strength meter comes from Kith.
+    // 5 (LAN: no DNS step, both ways). Admin: the strength meter comes from Kith.
+    await page.getByTestId('step-admin').waitFor();
+    await page.getByTestId('back').click();
+    await page.getByTestId('step-network').waitFor();
+    await page.getByTestId('next').click();
     await page.getByTestId('step-admin').waitFor();
     await page.getByTestId('admin_username').fill('alice');
     await page.getByTestId('admin_password').fill('alice1');
     await page.getByTestId('strength-label').waitFor();
     assert.equal(await page.getByTestId('strength-label').textContent(), 'very weak');
+    await page.getByTestId('admin_confirm').fill('alice1');
+    await page.getByTestId('next').click();
+    await page.getByTestId('admin_password-problem').waitFor();
+    await shot(page, 'wizard-5-admin-weak');
     await page.getByTestId('admin_password').fill('correct horse battery staple');
     await page.waitForFunction(() => document.querySelector('[data-testid=strength-label]')?.textContent !== 'very weak');
     await page.getByTestId('admin_confirm').fill('correct horse battery staple');
-    await shot(page, 'wizard-4-admin');
+    assert.equal(await page.getByTestId('user-id').textContent(), 'Your user ID will be @alice:family.test.');
+    await shot(page, 'wizard-5-admin');
     await page.getByTestId('next').click();
 
     // Back and forward keep what was entered.
@@ -116,18 +165,18 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     assert.equal(await page.getByTestId('admin_username').inputValue(), 'alice');
     await page.getByTestId('next').click();
 
-    // 5. Who may join: invite tokens; Finish saves, restarts, and makes the admin.
+    // 6. Who may join: invite tokens; Finish saves, restarts, and makes the admin.
     await page.getByTestId('step-join').waitFor();
     await page.getByTestId('registration-token').check({ force: true });
-    await shot(page, 'wizard-5-join');
+    await shot(page, 'wizard-6-join');
     await page.getByTestId('next').click();
 
-    // 6. Done.
+    // 7. Done.
     await page.getByTestId('done').waitFor({ timeout: 60000 });
     assert.equal(await page.getByTestId('done-admin').textContent(), '@alice:family.test');
     assert.match(await page.getByTestId('done-token').textContent(), /^[A-Za-z0-9]{16}$/);
     await page.getByTestId('qr').waitFor();
-    await shot(page, 'wizard-6-done');
+    await shot(page, 'wizard-7-done');
 
     // The dashboard: overview with the charts.
     await page.getByTestId('to-dashboard').click();
@@ -175,13 +224,46 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     await page.getByText('@bob:family.test').waitFor();
     assert.equal(await page.getByText('@carol:family.test').count(), 0);
 
-    for (const name of ['rooms', 'federation', 'logs', 'settings']) {
+    // Rooms: alice makes one with a real Matrix call and invites bob; the dashboard lists it
+    // and shows its members.
+    const token = await page.evaluate(() => sessionStorage.getItem('kith.access_token'));
+    assert.ok(token, 'the admin is logged in');
+    const created = await fetch(`http://127.0.0.1:${port}/_matrix/client/v3/createRoom`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Family', preset: 'private_chat', invite: ['@bob:family.test'] }),
+    });
+    assert.equal(created.status, 200, await created.clone().text());
+    await page.getByTestId('nav-rooms').click();
+    await page.getByTestId('page-rooms').waitFor();
+    await page.getByTestId('room-row').filter({ hasText: 'Family' }).click();
+    await page.getByTestId('members').waitFor();
+    assert.match(await page.getByTestId('members').textContent(), /@alice:family\.test.*join/s);
+    assert.match(await page.getByTestId('members').textContent(), /@bob:family\.test.*invite/s);
+    await shot(page, 'dashboard-rooms');
+
+    // Federation: the checker's report, step by step, for an address on this machine (a
+    // LAN-only server has no federation listener, so it fails, and says why).
+    await page.getByTestId('nav-federation').click();
+    await page.getByTestId('page-federation').waitFor();
+    await page.getByTestId('check_name').fill(`127.0.0.1:${port}`);
+    await page.getByTestId('check').click();
+    await page.getByTestId('report').waitFor({ timeout: 60000 });
+    assert.ok((await page.getByTestId('step').count()) > 0, 'the report lists its steps');
+    assert.match(await page.getByTestId('verdict').textContent(), /cannot reach|needs attention/);
+    await shot(page, 'dashboard-federation');
+
+    for (const name of ['logs', 'settings']) {
       await page.getByTestId(`nav-${name}`).click();
       await page.getByTestId(`page-${name}`).waitFor();
       if (name === 'logs') await page.getByText('Kith is serving').first().waitFor();
       if (name === 'settings') await page.getByTestId('config').waitFor();
       await shot(page, `dashboard-${name}`);
     }
+
+    // A reload keeps the login for this tab (sessionStorage).
+    await page.reload();
+    await page.getByTestId('page-overview').waitFor();
 
     // Logging out leads to the login screen; logging in again leads back.
     await page.getByTestId('logout').click();
@@ -199,8 +281,13 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     throw error;
   } finally {
     await context.close();
-    server.child.kill('SIGTERM');
-    await new Promise((resolve) => server.child.once('exit', resolve));
+    if (server.child.exitCode === null && server.child.signalCode === null) {
+      const exited = new Promise((resolve) => server.child.once('exit', resolve));
+      process.kill(server.child.pid, 'SIGTERM');
+      const late = setTimeout(() => server.child.kill('SIGKILL'), 15000);
+      await exited;
+      clearTimeout(late);
+    }
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(profile, { recursive: true, force: true });
   }

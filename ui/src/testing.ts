@@ -18,6 +18,7 @@ export function answers(): SetupAnswers {
     private_key_file: '',
     acme_contact: '',
     registration: 'closed',
+    public_ipv4: '',
   };
 }
 

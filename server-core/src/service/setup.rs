@@ -65,9 +65,13 @@ pub struct SetupAnswers {
     pub acme_contact: String,
     /// Who may create an account.
     pub registration: RegistrationMode,
+    /// This network's public IPv4 address, for the DNS records to publish; empty when not
+    /// known (the router's port mapping reports it). It is not part of the config.
+    #[serde(default)]
+    pub public_ipv4: String,
 }
 
-/// A problem with one answer.
+/// What Kith says about one answer: a problem, or a warning the user may accept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AnswerProblem {
@@ -83,8 +87,9 @@ pub struct AnswerProblem {
 pub struct SetupCheck {
     /// Problems that stop the setup; empty when the answers can be applied.
     pub problems: Vec<AnswerProblem>,
-    /// Things the user should know but may accept.
-    pub warnings: Vec<String>,
+    /// Things the user should know but may accept, each about the answer it concerns (the
+    /// wizard shows it beside that answer).
+    pub warnings: Vec<AnswerProblem>,
     /// What to publish in DNS and on the web (not for LAN-only servers).
     pub delegation: Option<DelegationPlan>,
 }
@@ -127,6 +132,7 @@ impl SetupAnswers {
             private_key_file: config.tls.private_key.clone(),
             acme_contact: config.tls.acme_contact.clone(),
             registration: config.registration.mode,
+            public_ipv4: String::new(),
         }
     }
 
@@ -168,10 +174,13 @@ impl SetupAnswers {
             .into_iter()
             .map(|problem| self.answer_problem(problem))
             .collect();
-        let mut warnings = vec![format!(
-            "The server name `{}` can never change once accounts exist: user IDs will be \
-             @name:{}.",
-            config.server_name, config.server_name
+        let mut warnings = vec![answer(
+            "server_name",
+            format!(
+                "The server name `{}` can never change once accounts exist: user IDs will be \
+                 @name:{}.",
+                config.server_name, config.server_name
+            ),
         )];
         let federating = self.kind != ServerKind::Lan;
         if federating {
@@ -201,10 +210,10 @@ impl SetupAnswers {
                 ));
             }
             match self.tls_mode {
-                TlsMode::SelfSigned => warnings.push(
-                    "With a self-signed certificate, servers on the internet (matrix.org, Synapse) will refuse to federate: choose an automatic certificate or your own files."
-                        .to_owned(),
-                ),
+                TlsMode::SelfSigned => warnings.push(answer(
+                    "tls_mode",
+                    "With a self-signed certificate, servers on the internet (matrix.org, Synapse) will refuse to federate: choose an automatic certificate or your own files.",
+                )),
                 TlsMode::Files => {
                     for (field, path) in [
                         ("certificate_file", &self.certificate_file),
@@ -217,13 +226,20 @@ impl SetupAnswers {
                 }
                 TlsMode::Acme => {
                     if self.federation_port != 443 {
-                        warnings.push(format!(
+                        warnings.push(answer("federation_port", format!(
                             "The automatic certificate is proven on port 443: forward port 443 of your router to port {} of this machine.",
                             self.federation_port
-                        ));
+                        )));
                     }
                 }
                 TlsMode::Proxy => {}
+            }
+            let public_ipv4 = self.public_ipv4.trim();
+            if !public_ipv4.is_empty() && public_ipv4.parse::<std::net::Ipv4Addr>().is_err() {
+                problems.push(answer(
+                    "public_ipv4",
+                    format!("`{public_ipv4}` is not an IPv4 address such as 203.0.113.7; leave it empty if you do not know it."),
+                ));
             }
             if self.kind == ServerKind::Domain
                 && self.reachability == Reachability::WellKnown
@@ -235,16 +251,16 @@ impl SetupAnswers {
                 ));
             }
         } else {
-            warnings.push(
-                "LAN only: people on other servers cannot join your rooms, and you cannot join theirs."
-                    .to_owned(),
-            );
+            warnings.push(answer(
+                "kind",
+                "LAN only: people on other servers cannot join your rooms, and you cannot join theirs.",
+            ));
         }
         if self.registration == RegistrationMode::Open {
-            warnings.push(
-                "Open registration lets anyone who reaches this server create an account; spammers look for such servers."
-                    .to_owned(),
-            );
+            warnings.push(answer(
+                "registration",
+                "Open registration lets anyone who reaches this server create an account; spammers look for such servers.",
+            ));
         }
         let delegation = if federating && problems.is_empty() {
             let public_host = match self.reachability {
@@ -259,7 +275,12 @@ impl SetupAnswers {
                     && public_host == config.server_name,
                 public_host,
                 public_port: self.federation_port,
-                ipv4: None,
+                ipv4: self
+                    .public_ipv4
+                    .trim()
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .map(std::net::IpAddr::V4),
                 ipv6: None,
                 client_base_url: None,
             })
@@ -400,12 +421,9 @@ pub fn check_admin(username: &str, password: &str, server_name: &str) -> AdminCh
         problems.push(answer(
             "password",
             format!(
-                "This password is {}. {}",
-                strength.label,
-                strength.suggestions.join(" ")
-            )
-            .trim()
-            .to_owned(),
+                "This password is {}: the admin account needs a strong one.",
+                strength.label
+            ),
         ));
     }
     AdminCheck {
@@ -468,6 +486,7 @@ mod tests {
             private_key_file: String::new(),
             acme_contact: String::new(),
             registration: RegistrationMode::Token,
+            public_ipv4: String::new(),
         }
     }
 
@@ -531,6 +550,47 @@ mod tests {
     }
 
     #[test]
+    fn the_address_record_carries_the_public_address_when_it_is_known() {
+        let mut answers = domain();
+        let a_record = |answers: &SetupAnswers| {
+            let plan = answers
+                .check(&Config::default())
+                .delegation
+                .expect("a plan");
+            let record = plan
+                .records
+                .into_iter()
+                .find(|r| r.kind == "A")
+                .expect("an A record");
+            record.value
+        };
+        assert!(
+            a_record(&answers).starts_with('<'),
+            "a placeholder while unknown"
+        );
+        answers.public_ipv4 = " 203.0.113.7 ".to_owned();
+        assert_eq!(a_record(&answers), "203.0.113.7");
+        answers.public_ipv4 = "2001:db8::1".to_owned();
+        let check = answers.check(&Config::default());
+        assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+        assert_eq!(check.problems[0].field, "public_ipv4");
+    }
+
+    #[test]
+    fn each_warning_names_the_answer_it_is_about() {
+        let mut answers = domain();
+        answers.tls_mode = TlsMode::SelfSigned;
+        answers.registration = RegistrationMode::Open;
+        let fields: Vec<String> = answers
+            .check(&Config::default())
+            .warnings
+            .into_iter()
+            .map(|w| w.field)
+            .collect();
+        assert_eq!(fields, ["server_name", "tls_mode", "registration"]);
+    }
+
+    #[test]
     fn the_admin_needs_a_valid_name_and_a_fair_password() {
         let check = check_admin("Alice", "correct horse battery staple", "example.org");
         assert!(check.problems.is_empty(), "{:?}", check.problems);
@@ -564,6 +624,11 @@ mod tests {
         let check = answers.check(&Config::default());
         assert!(check.problems.is_empty(), "{:?}", check.problems);
         assert!(check.delegation.is_none());
-        assert!(check.warnings.iter().any(|w| w.contains("LAN only")));
+        assert!(
+            check
+                .warnings
+                .iter()
+                .any(|w| w.field == "kind" && w.message.contains("LAN only"))
+        );
     }
 }

@@ -4,9 +4,9 @@
 import type { Report } from '../lib/api/generated/Report';
 
 const VERDICT: Record<string, string> = {
-  ok: 'Other servers can reach this one.',
-  degraded: 'Other servers can reach this one, but something needs attention.',
-  failing: 'Other servers cannot reach this one.',
+  ok: 'other servers can reach it.',
+  degraded: 'other servers can reach it, but something needs attention.',
+  failing: 'other servers cannot reach it.',
 };
 
 export function ReportView({ report }: { report: Report }) {

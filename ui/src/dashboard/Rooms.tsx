@@ -74,13 +74,21 @@ export function Rooms({ backend }: { backend: Backend }) {
         <div class="card" data-testid="members">
           <h3>Members of {open.room.name ?? open.room.room_id}</h3>
           <table class="list">
+            <thead>
+              <tr>
+                <th>User</th>
+                <th>Name</th>
+                <th>Membership</th>
+                <th>Account</th>
+              </tr>
+            </thead>
             <tbody>
               {open.members.map((member) => (
                 <tr key={member.user_id}>
                   <td>{member.user_id}</td>
                   <td>{member.displayname ?? ''}</td>
                   <td>{member.membership}</td>
-                  <td>{member.local ? 'here' : 'elsewhere'}</td>
+                  <td>{member.local ? 'on this server' : 'on another server'}</td>
                 </tr>
               ))}
             </tbody>

@@ -60,18 +60,18 @@ export function Users({ backend }: { backend: Backend }) {
               <td class="actions">
                 {!user.deactivated && (
                   <>
-                    <button type="button" class="small" onClick={() => setResetting({ userId: user.user_id, password: '' })}>
+                    <button type="button" class="small" data-testid="reset-password" onClick={() => setResetting({ userId: user.user_id, password: '' })}>
                       Reset password
                     </button>
-                    <button type="button" class="small" onClick={() => act(() => backend.setAdmin(user.user_id, !user.admin))}>
+                    <button type="button" class="small" data-testid="toggle-admin" onClick={() => act(() => backend.setAdmin(user.user_id, !user.admin))}>
                       {user.admin ? 'Remove admin' : 'Make admin'}
                     </button>
                     {confirming === user.user_id ? (
-                      <button type="button" class="small danger" onClick={() => { setConfirming(null); void act(() => backend.deactivateUser(user.user_id)); }}>
+                      <button type="button" class="small danger" data-testid="deactivate-confirm" onClick={() => { setConfirming(null); void act(() => backend.deactivateUser(user.user_id)); }}>
                         Really deactivate?
                       </button>
                     ) : (
-                      <button type="button" class="small" onClick={() => setConfirming(user.user_id)}>
+                      <button type="button" class="small" data-testid="deactivate" onClick={() => setConfirming(user.user_id)}>
                         Deactivate
                       </button>
                     )}
@@ -93,7 +93,7 @@ export function Users({ backend }: { backend: Backend }) {
           }}
         >
           <Field id="reset_password" label={`New password for ${resetting.userId}`} type="password" value={resetting.password} onInput={(password) => setResetting({ ...resetting, password })} hint="Every device of this account is logged out." />
-          <button type="submit" class="primary">Set password</button>
+          <button type="submit" class="primary" data-testid="reset-password-submit">Set password</button>
           <button type="button" onClick={() => setResetting(null)}>Cancel</button>
         </form>
       )}
@@ -163,7 +163,7 @@ function Tokens({ backend }: { backend: Backend }) {
               <td>{token.expiry_ts ? when(token.expiry_ts) : 'never'}</td>
               <td>{token.valid ? 'valid' : 'spent or expired'}</td>
               <td>
-                <button type="button" class="small" onClick={async () => { try { await backend.revokeToken(token.token); } catch (e) { setError(describe(e)); } await load(); }}>
+                <button type="button" class="small" data-testid="revoke-token" onClick={async () => { try { await backend.revokeToken(token.token); } catch (e) { setError(describe(e)); } await load(); }}>
                   Revoke
                 </button>
               </td>

@@ -17,6 +17,8 @@ import { Qr } from '../components/Qr';
 
 type StepName = 'welcome' | 'name' | 'network' | 'dns' | 'admin' | 'join' | 'done';
 
+const ALL_STEPS: StepName[] = ['welcome', 'name', 'network', 'dns', 'admin', 'join', 'done'];
+
 const TITLES: Record<StepName, string> = {
   welcome: 'Welcome',
   name: 'Server name',
@@ -30,8 +32,8 @@ const TITLES: Record<StepName, string> = {
 /** The answers each step asks for: the server's problems for them show on that step. */
 const FIELDS: Partial<Record<StepName, string[]>> = {
   name: ['kind', 'server_name', 'reachability', 'delegated_host'],
-  network: ['client_listen', 'federation_port', 'tls_mode', 'certificate_file', 'private_key_file', 'acme_contact'],
-  join: ['registration', ''],
+  network: ['client_listen', 'federation_port', 'tls_mode', 'certificate_file', 'private_key_file', 'acme_contact', 'public_ipv4'],
+  join: ['registration'],
 };
 
 export interface AdminAnswers {
@@ -46,9 +48,9 @@ interface Outcome {
   status: Status | null;
 }
 
+/** The steps this server goes through: a LAN-only server publishes nothing, so it skips DNS. */
 export function steps(answers: SetupAnswers): StepName[] {
-  const all: StepName[] = ['welcome', 'name', 'network', 'dns', 'admin', 'join', 'done'];
-  return answers.kind === 'lan' ? all.filter((step) => step !== 'dns') : all;
+  return answers.kind === 'lan' ? ALL_STEPS.filter((step) => step !== 'dns') : ALL_STEPS;
 }
 
 export function Wizard({ backend, onFinished }: { backend: Backend; onFinished: () => void }) {
@@ -69,6 +71,23 @@ export function Wizard({ backend, onFinished }: { backend: Backend; onFinished: 
       .catch((e) => setError(describe(e)));
   }, []);
 
+  // Kith's warnings follow the answers as they are typed (the name that can never change,
+  // a certificate other servers refuse, open registration). Problems wait for Next.
+  useEffect(() => {
+    if (!answers || !(step in FIELDS)) return;
+    let cancelled = false;
+    const timer = setTimeout(() => {
+      backend.checkSetup(answers).then(
+        (result) => !cancelled && setCheck(result),
+        () => {},
+      );
+    }, 400);
+    return () => {
+      cancelled = true;
+      clearTimeout(timer);
+    };
+  }, [answers, step]);
+
   if (!answers) {
     return (
       <main class="wizard">
@@ -79,8 +98,18 @@ export function Wizard({ backend, onFinished }: { backend: Backend; onFinished: 
   }
   const order = steps(answers);
   const index = order.indexOf(step);
-  const update = (change: Partial<SetupAnswers>) => setAnswers({ ...answers, ...change });
+  const update = (change: Partial<SetupAnswers>) => {
+    setAnswers({ ...answers, ...change });
+    // What Kith said about an answer no longer holds once it is edited; Next asks again.
+    setProblems((shown) => shown.filter((p) => !(p.field in change)));
+  };
   const problem = (field: string) => problems.find((p) => p.field === field)?.message;
+
+  const updateAdmin = (change: AdminAnswers) => {
+    setAdmin(change);
+    const edited = (Object.keys(change) as (keyof AdminAnswers)[]).filter((key) => change[key] !== admin[key]);
+    setProblems((shown) => shown.filter((p) => !edited.includes(p.field as keyof AdminAnswers)));
+  };
 
   const go = (to: StepName) => {
     setProblems([]);
@@ -94,9 +123,10 @@ export function Wizard({ backend, onFinished }: { backend: Backend; onFinished: 
     if (!fields) return true;
     const result = await backend.checkSetup(answers);
     setCheck(result);
-    const mine = result.problems.filter((p) => fields.includes(p.field));
-    setProblems(mine);
-    return mine.length === 0;
+    // Problems with no field (the whole config) are shown on every step, and stop Finish.
+    const last = name === 'join';
+    setProblems(result.problems.filter((p) => fields.includes(p.field) || p.field === ''));
+    return !result.problems.some((p) => fields.includes(p.field) || (last && p.field === ''));
   };
 
   const next = async () => {
@@ -157,27 +187,38 @@ export function Wizard({ backend, onFinished }: { backend: Backend; onFinished: 
     <main class="wizard">
       <h1>Set up Kith</h1>
       <ol class="stepper" data-testid="stepper">
-        {order.map((name, i) => (
-          <li class={name === step ? 'current' : i < index ? 'past' : ''} key={name}>
-            <span>{i + 1}</span> {TITLES[name]}
-          </li>
-        ))}
+        {ALL_STEPS.map((name, i) => {
+          const skipped = !order.includes(name);
+          const state = name === step ? 'current' : skipped ? 'skipped' : order.indexOf(name) < index ? 'past' : '';
+          return (
+            <li class={state} key={name} title={skipped ? 'Not needed for a LAN-only server' : undefined}>
+              <span>{i + 1}</span> {TITLES[name]}
+            </li>
+          );
+        })}
       </ol>
       <section class="card wizard-step" data-testid={`step-${step}`}>
-        {step === 'welcome' && <Welcome />}
-        {step === 'name' && <NameStep answers={answers} update={update} problem={problem} warnings={check?.warnings ?? []} />}
-        {step === 'network' && <NetworkStep answers={answers} update={update} problem={problem} backend={backend} />}
-        {step === 'dns' && <DnsStep answers={answers} backend={backend} />}
-        {step === 'admin' && (
-          <AdminStep admin={admin} setAdmin={setAdmin} problem={problem} backend={backend} serverName={answers.server_name} />
-        )}
-        {step === 'join' && <JoinStep answers={answers} update={update} problem={problem} />}
-        {step === 'done' && outcome && <Done answers={answers} outcome={outcome} />}
         {problems
           .filter((p) => p.field === '')
           .map((p, i) => (
-            <p class="error" key={i}>
+            <p class="error" key={i} data-testid="general-problem">
               {p.message}
+            </p>
+          ))}
+        {step === 'welcome' && <Welcome />}
+        {step === 'name' && <NameStep answers={answers} update={update} problem={problem} />}
+        {step === 'network' && <NetworkStep answers={answers} update={update} problem={problem} backend={backend} />}
+        {step === 'dns' && <DnsStep answers={answers} backend={backend} />}
+        {step === 'admin' && (
+          <AdminStep admin={admin} setAdmin={updateAdmin} problem={problem} backend={backend} serverName={answers.server_name} />
+        )}
+        {step === 'join' && <JoinStep answers={answers} update={update} problem={problem} />}
+        {step === 'done' && outcome && <Done answers={answers} outcome={outcome} />}
+        {(check?.warnings ?? [])
+          .filter((w) => FIELDS[step]?.includes(w.field))
+          .map((w) => (
+            <p class="warning" key={w.message} data-testid="warning">
+              {w.message}
             </p>
           ))}
         <ErrorText error={error} />
@@ -229,7 +270,7 @@ function Welcome() {
 
 type Props = { answers: SetupAnswers; update: (change: Partial<SetupAnswers>) => void; problem: (field: string) => string | undefined };
 
-function NameStep({ answers, update, problem, warnings }: Props & { warnings: string[] }) {
+function NameStep({ answers, update, problem }: Props) {
   return (
     <div>
       <h2>What is your server called?</h2>
@@ -259,8 +300,8 @@ function NameStep({ answers, update, problem, warnings }: Props & { warnings: st
             value={answers.reachability}
             onChange={(reachability) => update({ reachability })}
             options={[
-              { value: 'direct', title: 'Kith answers at this name', text: 'The name points at this computer.' },
-              { value: 'well_known', title: 'My website delegates', text: 'A website already lives at this name; it will point other servers to this computer.' },
+              { value: 'direct', title: 'Kith runs at this name', text: 'The name points at this computer.' },
+              { value: 'well_known', title: 'My website at this name delegates to this machine', text: 'A website already lives at this name; a small file on it points other servers here.' },
             ]}
           />
           {answers.reachability === 'well_known' && (
@@ -275,13 +316,6 @@ function NameStep({ answers, update, problem, warnings }: Props & { warnings: st
           )}
         </>
       )}
-      {warnings
-        .filter((w) => w.includes('never change'))
-        .map((w) => (
-          <p class="warning" key={w}>
-            {w}
-          </p>
-        ))}
     </div>
   );
 }
@@ -316,10 +350,10 @@ function NetworkStep({ answers, update, problem, backend }: Props & { backend: B
             value={answers.tls_mode}
             onChange={(tls_mode) => update({ tls_mode })}
             options={[
-              { value: 'acme', title: 'Automatic (Let\u2019s Encrypt)', text: 'Kith gets and renews a trusted certificate; port 443 or 80 must reach this computer.' },
-              { value: 'files', title: 'My own certificate files', text: 'You give the paths of a PEM certificate chain and its key.' },
-              { value: 'proxy', title: 'Behind my reverse proxy', text: 'Your proxy holds the certificate and forwards to Kith.' },
-              { value: 'self-signed', title: 'Self-signed', text: 'No setup, but servers on the internet will not federate with it.' },
+              { value: 'acme', title: 'Automatic certificate (Let\u2019s Encrypt)', text: 'Kith gets and renews a trusted certificate; port 443 or 80 must reach this machine.' },
+              { value: 'files', title: 'My own certificate files', text: 'You give the paths of a PEM certificate chain and key.' },
+              { value: 'proxy', title: 'Behind my reverse proxy', text: 'The proxy holds the certificate and forwards to Kith.' },
+              { value: 'self-signed', title: 'Self-signed (LAN only)', text: 'No setup, but other servers on the internet will not federate.' },
             ]}
           />
           {answers.tls_mode === 'files' && (
@@ -339,6 +373,10 @@ function NetworkStep({ answers, update, problem, backend }: Props & { backend: B
                 setMapping('Asking your router…');
                 try {
                   const report = await backend.portMapping([[answers.federation_port, answers.federation_port]]);
+                  // The router's public address is what the DNS records point at.
+                  if (report.external_ip && /^\d+\.\d+\.\d+\.\d+$/.test(report.external_ip) && !answers.public_ipv4) {
+                    update({ public_ipv4: report.external_ip });
+                  }
                   const mapped = report.mapped.map((m) => `${m.external_port} → ${m.internal}`).join(', ');
                   setMapping(`Your router forwards ${mapped || 'nothing'}${report.external_ip ? `; its public address is ${report.external_ip}` : ''}.${report.failed.length ? ' ' + report.failed.join(' ') : ''}`);
                 } catch (e) {
@@ -350,6 +388,14 @@ function NetworkStep({ answers, update, problem, backend }: Props & { backend: B
             </button>
           </div>
           {mapping && <p class="hint" data-testid="mapping">{mapping}</p>}
+          <Field
+            id="public_ipv4"
+            label="Public IPv4 address (optional)"
+            value={answers.public_ipv4}
+            onInput={(public_ipv4) => update({ public_ipv4 })}
+            problem={problem('public_ipv4')}
+            hint="The address your router has on the internet; the DNS records point at it. Asking your router fills it in."
+          />
         </>
       )}
     </div>
@@ -383,15 +429,14 @@ function DnsStep({ answers, backend }: { answers: SetupAnswers; backend: Backend
             </thead>
             <tbody>
               {plan.records.map((record) => (
-                <tr key={record.zone_line} title={record.why}>
+                <tr key={record.zone_line}>
                   <td>{record.name}</td>
                   <td>{record.kind}</td>
                   <td>
                     <code>{record.value}</code>
+                    <div class="hint">{record.why}</div>
                   </td>
-                  <td>
-                    <CopyButton text={record.value} />
-                  </td>
+                  <td>{record.value.startsWith('<') ? <span class="hint">Fill in on the Network step</span> : <CopyButton text={record.value} />}</td>
                 </tr>
               ))}
             </tbody>
@@ -458,7 +503,7 @@ function AdminStep(props: {
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   useEffect(() => {
     if (timer.current) clearTimeout(timer.current);
-    if (!admin.password) {
+    if (!admin.username && !admin.password) {
       setStrength(null);
       return;
     }
@@ -471,9 +516,13 @@ function AdminStep(props: {
       <h2>Your admin account</h2>
       <p>This account runs the server: it creates the others, and it is the one you log in to the dashboard with.</p>
       <Field id="admin_username" label="User name" value={admin.username} onInput={(username) => setAdmin({ ...admin, username })} problem={problem('username')} autocomplete="username" />
-      {strength && <p class="hint">Your user ID will be {strength.user_id}.</p>}
+      {strength && admin.username && (
+        <p class="hint" data-testid="user-id">
+          Your user ID will be {strength.user_id}.
+        </p>
+      )}
       <Field id="admin_password" label="Password" type="password" value={admin.password} onInput={(password) => setAdmin({ ...admin, password })} problem={problem('password')} autocomplete="new-password" />
-      {strength && (
+      {strength && admin.password && (
         <div class={`strength s${strength.strength.score}`} data-testid="strength">
           <div class="bar">
             <span style={{ width: `${(strength.strength.score + 1) * 20}%` }} />
@@ -505,11 +554,6 @@ function JoinStep({ answers, update }: Props) {
           { value: 'open', title: 'Anyone who can reach the server', text: 'No invitation needed.' },
         ]}
       />
-      {answers.registration === 'open' && (
-        <p class="warning" data-testid="open-warning">
-          Spammers look for servers that anyone can join. Choose this only on a private network.
-        </p>
-      )}
       <p class="hint">Finish saves these settings and restarts the server with them.</p>
     </div>
   );

@@ -43,4 +43,40 @@ describe('the HTTP backend', () => {
     const error = await new HttpBackend('', fetcher, memoryStorage()).status().catch((e) => e);
     expect(error.code).toBe('NETWORK');
   });
+
+  it('keeps the first admin\'s access token instead of the setup token, and logs in the Matrix way', async () => {
+    const seen: { url: string; auth: string | null; body: unknown }[] = [];
+    const fetcher = (async (url: string, init: RequestInit) => {
+      seen.push({ url, auth: new Headers(init.headers).get('authorization'), body: init.body ? JSON.parse(init.body as string) : null });
+      const answer = url.endsWith('/admin')
+        ? { user_id: '@alice:family.test', access_token: 'admin-token', device_id: 'D' }
+        : url.endsWith('/login')
+          ? { access_token: 'login-token' }
+          : [];
+      return new Response(JSON.stringify(answer), { status: 200 });
+    }) as unknown as typeof fetch;
+    const store = memoryStorage();
+    store.setItem('kith.setup_token', 'secret');
+    const backend = new HttpBackend('', fetcher, store);
+    await backend.createFirstAdmin('alice', 'pw');
+    expect(backend.hasSetupToken()).toBe(false);
+    await backend.users();
+    await backend.login('alice', 'pw');
+    await backend.roomMembers('!r:family.test');
+    expect(seen).toEqual([
+      { url: '/_kith/setup/v1/admin', auth: 'Bearer secret', body: { username: 'alice', password: 'pw' } },
+      { url: '/_kith/admin/v1/users', auth: 'Bearer admin-token', body: null },
+      {
+        url: '/_matrix/client/v3/login',
+        auth: null,
+        body: {
+          type: 'm.login.password',
+          identifier: { type: 'm.id.user', user: 'alice' },
+          password: 'pw',
+          initial_device_display_name: 'Kith dashboard',
+        },
+      },
+      { url: '/_kith/admin/v1/rooms/!r%3Afamily.test/members', auth: 'Bearer login-token', body: null },
+    ]);
+  });
 });

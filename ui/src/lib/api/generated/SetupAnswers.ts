@@ -53,4 +53,9 @@ acme_contact: string,
 /**
  * Who may create an account.
  */
-registration: RegistrationMode, };
+registration: RegistrationMode, 
+/**
+ * This network's public IPv4 address, for the DNS records to publish; empty when not
+ * known (the router's port mapping reports it). It is not part of the config.
+ */
+public_ipv4: string, };

@@ -11,9 +11,10 @@ export type SetupCheck = {
  */
 problems: Array<AnswerProblem>, 
 /**
- * Things the user should know but may accept.
+ * Things the user should know but may accept, each about the answer it concerns (the
+ * wizard shows it beside that answer).
  */
-warnings: Array<string>, 
+warnings: Array<AnswerProblem>, 
 /**
  * What to publish in DNS and on the web (not for LAN-only servers).
  */
