@@ -277,6 +277,16 @@ pub async fn close_room(shell: Shell<'_>, room_id: String) -> Answer<ClosedRoom>
 }
 
 #[tauri::command]
+pub async fn delete_room(shell: Shell<'_>, room_id: String) -> Answer<ClosedRoom> {
+    Ok(shell
+        .services()
+        .await?
+        .dashboard
+        .delete_room(&room_id)
+        .await?)
+}
+
+#[tauri::command]
 pub async fn destinations(shell: Shell<'_>) -> Answer<Vec<Destination>> {
     Ok(shell.services().await?.dashboard.destinations().await?)
 }

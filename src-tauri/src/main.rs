@@ -124,6 +124,7 @@ fn main() -> std::process::ExitCode {
             commands::rooms,
             commands::room_members,
             commands::close_room,
+            commands::delete_room,
             commands::destinations,
             commands::restart,
             commands::logs,

@@ -241,6 +241,26 @@ test('a newcomer sets up Kith in a browser and manages users from the dashboard'
     assert.match(await page.getByTestId('members').textContent(), /@alice:family\.test.*join/s);
     assert.match(await page.getByTestId('members').textContent(), /@bob:family\.test.*invite/s);
     await shot(page, 'dashboard-rooms');
+    // A second room, deleted from the dashboard: gone from the list, and alice has left it.
+    const scratch = await fetch(`http://127.0.0.1:${port}/_matrix/client/v3/createRoom`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Old plans' }),
+    });
+    assert.equal(scratch.status, 200, await scratch.clone().text());
+    const scratchId = (await scratch.json()).room_id;
+    await page.getByTestId('nav-users').click();
+    await page.getByTestId('nav-rooms').click();
+    await page.getByTestId('room-row').filter({ hasText: 'Old plans' }).click();
+    await page.getByTestId('delete-room').click();
+    await page.getByTestId('delete-room-confirm').click();
+    assert.match(await page.getByTestId('room-closed').textContent(), /left Old plans; deleted it and its \d+ events/);
+    await page.getByTestId('room-row').filter({ hasText: 'Family' }).waitFor();
+    assert.equal(await page.getByTestId('room-row').filter({ hasText: 'Old plans' }).count(), 0);
+    const joined = await fetch(`http://127.0.0.1:${port}/_matrix/client/v3/joined_rooms`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.ok(!(await joined.json()).joined_rooms.includes(scratchId), 'alice left the deleted room');
 
     // Federation: the checker's report, step by step, for an address on this machine (a
     // LAN-only server has no federation listener, so it fails, and says why).

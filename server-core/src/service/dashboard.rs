@@ -270,6 +270,10 @@ pub struct ClosedRoom {
     pub left: Vec<String>,
     /// The room's aliases on this server, now deleted.
     pub aliases_removed: Vec<String>,
+    /// Events removed from this server when the room was deleted (0 when it was only
+    /// closed).
+    #[cfg_attr(test, ts(type = "number"))]
+    pub events_removed: u64,
 }
 
 /// One point of the charts.
@@ -582,7 +586,23 @@ impl Dashboard {
         Ok(ClosedRoom {
             left,
             aliases_removed,
+            events_removed: 0,
         })
+    }
+
+    /// Closes the room, then removes it and its history from this server. Its users' leaves
+    /// are queued for the other servers in it first, and those servers keep their copies;
+    /// the leaves stay here too, so that every device of its users syncs that they left.
+    pub async fn delete_room(&self, room_id: &str) -> Result<ClosedRoom> {
+        let mut closed = self.close_room(room_id).await?;
+        let local_suffix = format!(":{}", self.identity.server_name);
+        closed.events_removed = self
+            .store
+            .dashboard()
+            .purge_room(room_id, &local_suffix)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("This server knows no room {room_id}.")))?;
+        Ok(closed)
     }
 
     /// Every server this one has sent to, with how that goes.

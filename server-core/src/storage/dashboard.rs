@@ -255,6 +255,78 @@ impl DashboardStore<'_> {
             .await
     }
 
+    /// Removes a room from this server: its events (timeline, outliers and rejected ones),
+    /// state, memberships, aliases, receipts, notifications and the room account data of
+    /// its members, in one transaction. Only this server's users' leaves (and bans) stay,
+    /// each with its event, so that their devices still sync that they left. Returns how
+    /// many events went; `None` for an unknown room. Federation PDUs already queued keep
+    /// their own copy, so those leaves still reach the other servers. `local_suffix` is
+    /// `:server_name`.
+    pub async fn purge_room(&self, room_id: &str, local_suffix: &str) -> Result<Option<u64>> {
+        let room_id = room_id.to_owned();
+        let pattern = format!("%{}", like_escaped(local_suffix));
+        self.store
+            .write(move |txn| {
+                let known = txn
+                    .query_row("SELECT 1 FROM rooms WHERE room_id = ?1", [&room_id], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_some();
+                if !known {
+                    return Ok(None);
+                }
+                txn.execute(
+                    "DELETE FROM memberships WHERE room_id = ?1 AND NOT \
+                     (membership IN ('leave', 'ban') AND user_id LIKE ?2 ESCAPE '\\')",
+                    params![room_id, pattern],
+                )?;
+                let events = txn.execute(
+                    "DELETE FROM events WHERE room_id = ?1 AND event_id NOT IN \
+                     (SELECT event_id FROM memberships WHERE room_id = ?1)",
+                    [&room_id],
+                )?;
+                // The state groups' rows first, then the groups.
+                txn.execute(
+                    "DELETE FROM event_state WHERE group_id IN \
+                     (SELECT id FROM state_groups WHERE room_id = ?1)",
+                    [&room_id],
+                )?;
+                txn.execute(
+                    "DELETE FROM state_group_entries WHERE group_id IN \
+                     (SELECT id FROM state_groups WHERE room_id = ?1)",
+                    [&room_id],
+                )?;
+                txn.execute(
+                    "UPDATE rooms SET state_group = NULL WHERE room_id = ?1",
+                    [&room_id],
+                )?;
+                // One statement: foreign keys are checked at its end, when no group of the
+                // room is left to point at another.
+                txn.execute("DELETE FROM state_groups WHERE room_id = ?1", [&room_id])?;
+                for table in [
+                    "room_state",
+                    "state_log",
+                    "remote_memberships",
+                    "forward_extremities",
+                    "room_aliases",
+                    "receipts",
+                    "event_push_actions",
+                    "account_data",
+                    "outliers",
+                    "rejected_events",
+                    "rooms",
+                ] {
+                    txn.execute(
+                        &format!("DELETE FROM {table} WHERE room_id = ?1"),
+                        [&room_id],
+                    )?;
+                }
+                Ok(Some(events as u64))
+            })
+            .await
+    }
+
     /// Bytes of other servers' media kept here (local media IDs have no `/`).
     pub async fn remote_media_bytes(&self) -> Result<u64> {
         self.store

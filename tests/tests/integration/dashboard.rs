@@ -590,3 +590,106 @@ async fn a_backup_made_while_running_is_restored_at_the_next_start_and_the_repla
     assert!(!data_dir.join("restore.tar").exists());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_room_removes_its_history_and_its_users_clients_see_they_left() {
+    use matrix_sdk::{
+        Client, RoomState, config::SyncSettings,
+        ruma::api::client::room::create_room::v3::Request as CreateRoomRequest,
+        ruma::events::room::message::RoomMessageEventContent,
+    };
+    let server = TestServer::start().await;
+    let root = server.admin().await;
+    let alice = Client::builder()
+        .homeserver_url(&server.base_url)
+        .build()
+        .await
+        .expect("client builds");
+    let mut register = matrix_sdk::ruma::api::client::account::register::v3::Request::new();
+    register.username = Some("alice".to_owned());
+    register.password = Some("alice's long passphrase".to_owned());
+    register.auth = Some(matrix_sdk::ruma::api::client::uiaa::AuthData::Dummy(
+        Default::default(),
+    ));
+    alice
+        .matrix_auth()
+        .register(register)
+        .await
+        .expect("alice registers");
+    let mut create = CreateRoomRequest::new();
+    create.name = Some("Holiday plans".to_owned());
+    let room = alice.create_room(create).await.expect("room created");
+    for text in ["the beach?", "the mountains?", "both"] {
+        room.send(RoomMessageEventContent::text_plain(text))
+            .await
+            .expect("sent");
+    }
+    alice
+        .sync_once(SyncSettings::default())
+        .await
+        .expect("alice syncs");
+    assert_eq!(
+        alice.get_room(room.room_id()).map(|r| r.state()),
+        Some(RoomState::Joined)
+    );
+
+    let path = format!(
+        "/_kith/admin/v1/rooms/{}",
+        kith_tests::url_encode(room.room_id().as_str())
+    );
+    let (status, deleted) = root.delete(&path, json!({})).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["left"], json!(["@alice:kith.test"]));
+    // The creation events, the three messages; alice's leave stays for her devices.
+    assert!(
+        deleted["events_removed"].as_u64().unwrap_or_default() >= 8,
+        "{deleted}"
+    );
+
+    // Her client learns that she left, although the room's history is gone.
+    alice
+        .sync_once(SyncSettings::default().timeout(Duration::from_secs(2)))
+        .await
+        .expect("alice syncs after the deletion");
+    assert_eq!(
+        alice.get_room(room.room_id()).map(|r| r.state()),
+        Some(RoomState::Left)
+    );
+    let (_, rooms) = root.get("/_kith/admin/v1/rooms").await;
+    assert_eq!(rooms, json!([]), "the room is gone from the list");
+    assert_eq!(root.get(&format!("{path}/members")).await.0, 404);
+    assert_eq!(root.delete(&path, json!({})).await.0, 404);
+    let (status, body) = raw_client(&server, &alice)
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b",
+            kith_tests::url_encode(room.room_id().as_str())
+        ))
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "its history is gone: {body}"
+    );
+
+    // Life goes on: a new room and a fresh sync work.
+    let again = alice
+        .create_room(CreateRoomRequest::new())
+        .await
+        .expect("a new room");
+    alice
+        .sync_once(SyncSettings::default())
+        .await
+        .expect("alice syncs");
+    assert_eq!(
+        alice.get_room(again.room_id()).map(|r| r.state()),
+        Some(RoomState::Joined)
+    );
+    server.stop().await;
+}
+
+/// A raw HTTP client with the access token of matrix-sdk's `client`.
+fn raw_client(server: &TestServer, client: &matrix_sdk::Client) -> kith_tests::Client {
+    server
+        .anonymous()
+        .with_token(&client.access_token().expect("logged in"))
+}

@@ -10,21 +10,26 @@ export function Rooms({ backend }: { backend: Backend }) {
   const [rooms, setRooms] = useState<RoomSummary[] | null>(null);
   const [open, setOpen] = useState<{ room: RoomSummary; members: RoomMember[] } | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [confirming, setConfirming] = useState(false);
+  const [confirming, setConfirming] = useState<'close' | 'delete' | null>(null);
   const [closed, setClosed] = useState<string | null>(null);
   const load = () => backend.rooms().then(setRooms, (e) => setError(describe(e)));
   useEffect(() => {
     void load();
   }, []);
-  const close = async (room: RoomSummary) => {
-    setConfirming(false);
+  const act = async (room: RoomSummary, action: 'close' | 'delete') => {
+    setConfirming(null);
+    const title = room.name ?? room.room_id;
     try {
-      const result = await backend.closeRoom(room.room_id);
-      setClosed(
-        `${result.left.length} of this server's users left ${room.name ?? room.room_id}` +
-          (result.aliases_removed.length ? `; removed ${result.aliases_removed.join(', ')}.` : '.'),
-      );
-      await show(room);
+      const result = action === 'delete' ? await backend.deleteRoom(room.room_id) : await backend.closeRoom(room.room_id);
+      const left = `${result.left.length} of this server's users left ${title}`;
+      const aliases = result.aliases_removed.length ? `; removed ${result.aliases_removed.join(', ')}` : '';
+      if (action === 'delete') {
+        setClosed(`${left}${aliases}; deleted it and its ${result.events_removed} events from this server.`);
+        setOpen(null);
+      } else {
+        setClosed(`${left}${aliases}.`);
+        await show(room);
+      }
       await load();
     } catch (e) {
       setError(describe(e));
@@ -94,21 +99,33 @@ export function Rooms({ backend }: { backend: Backend }) {
             </tbody>
           </table>
           <p class="hint">
-            Closing the room here makes every user of this server leave it and removes its aliases and directory entry here.
-            People on other servers keep it; its history stays stored.
+            Closing the room here makes every user of this server leave it and removes its aliases and directory entry here;
+            its history stays stored. Deleting it does the same, then removes the room and its history from this server.
+            People on other servers keep it either way.
           </p>
-          {confirming ? (
-            <button type="button" class="danger" data-testid="close-room-confirm" onClick={() => close(open.room)}>
-              Really close it here?
-            </button>
-          ) : (
-            <button type="button" data-testid="close-room" onClick={() => setConfirming(true)}>
-              Close this room on this server
-            </button>
-          )}
-          {closed && <p class="ok" data-testid="room-closed">{closed}</p>}
+          <div class="row">
+            {confirming === 'close' ? (
+              <button type="button" class="danger" data-testid="close-room-confirm" onClick={() => act(open.room, 'close')}>
+                Really close it here?
+              </button>
+            ) : (
+              <button type="button" data-testid="close-room" onClick={() => setConfirming('close')}>
+                Close this room on this server
+              </button>
+            )}
+            {confirming === 'delete' ? (
+              <button type="button" class="danger" data-testid="delete-room-confirm" onClick={() => act(open.room, 'delete')}>
+                Really delete it and its history?
+              </button>
+            ) : (
+              <button type="button" data-testid="delete-room" onClick={() => setConfirming('delete')}>
+                Delete this room from this server
+              </button>
+            )}
+          </div>
         </div>
       )}
+      {closed && <p class="ok" data-testid="room-closed">{closed}</p>}
     </div>
   );
 }

@@ -50,6 +50,10 @@ pub(super) fn routes() -> Router<Services> {
         .route("/_kith/admin/v1/rooms", get(rooms))
         .route("/_kith/admin/v1/rooms/{room_id}/members", get(members))
         .route("/_kith/admin/v1/rooms/{room_id}/close", post(close_room))
+        .route(
+            "/_kith/admin/v1/rooms/{room_id}",
+            axum::routing::delete(delete_room),
+        )
         .route("/_kith/admin/v1/federation/destinations", get(destinations))
         .route("/_kith/admin/v1/server/restart", post(restart))
         .route("/_kith/admin/v1/logs", get(logs))
@@ -248,6 +252,17 @@ async fn close_room(
 ) -> Result<Json<Value>> {
     require_admin(&session)?;
     to_json(&services.dashboard.close_room(&room_id).await?)
+}
+
+/// `DELETE /_kith/admin/v1/rooms/{room_id}`: closes the room, then removes it and its
+/// history from this server.
+async fn delete_room(
+    State(services): State<Services>,
+    AuthedUser(session): AuthedUser,
+    Path(room_id): Path<String>,
+) -> Result<Json<Value>> {
+    require_admin(&session)?;
+    to_json(&services.dashboard.delete_room(&room_id).await?)
 }
 
 /// `GET /_kith/admin/v1/federation/destinations`: every server this one sends to.

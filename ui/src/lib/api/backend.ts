@@ -72,6 +72,8 @@ export interface Backend {
   roomMembers(roomId: string): Promise<RoomMember[]>;
   /** Every user of this server leaves the room; its aliases and directory entry here go. */
   closeRoom(roomId: string): Promise<ClosedRoom>;
+  /** Closes the room, then removes it and its history from this server. */
+  deleteRoom(roomId: string): Promise<ClosedRoom>;
   destinations(): Promise<Destination[]>;
   checkFederation(serverName: string): Promise<Report>;
   logs(after: number, level: string): Promise<LogLine[]>;

@@ -199,6 +199,9 @@ export class HttpBackend implements Backend {
   closeRoom(roomId: string): Promise<ClosedRoom> {
     return this.admin('POST', `rooms/${encodeURIComponent(roomId)}/close`, {});
   }
+  deleteRoom(roomId: string): Promise<ClosedRoom> {
+    return this.admin('DELETE', `rooms/${encodeURIComponent(roomId)}`);
+  }
   destinations(): Promise<Destination[]> {
     return this.admin('GET', 'federation/destinations');
   }

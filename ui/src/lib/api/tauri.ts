@@ -132,6 +132,9 @@ export class TauriBackend implements Backend {
   closeRoom(roomId: string): Promise<ClosedRoom> {
     return this.call('close_room', { roomId });
   }
+  deleteRoom(roomId: string): Promise<ClosedRoom> {
+    return this.call('delete_room', { roomId });
+  }
   destinations(): Promise<Destination[]> {
     return this.call('destinations');
   }

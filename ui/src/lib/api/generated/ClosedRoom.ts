@@ -11,4 +11,9 @@ left: Array<string>,
 /**
  * The room's aliases on this server, now deleted.
  */
-aliases_removed: Array<string>, };
+aliases_removed: Array<string>, 
+/**
+ * Events removed from this server when the room was deleted (0 when it was only
+ * closed).
+ */
+events_removed: number, };
