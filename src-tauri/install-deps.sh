@@ -15,7 +15,7 @@ packages=(pkg-config libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-
     libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev libdbus-1-dev)
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     packages+=(webkit2gtk-driver xvfb xauth openbox xdotool x11-apps imagemagick dbus
-        dbus-x11 python3-dbus python3-gi fonts-dejavu-core)
+        dbus-x11 python3-dbus python3-gi fonts-dejavu-core xclip)
 fi
 if [ "${1:-}" = "--bench" ]; then
     # The desktop benchmark's Wayland half runs on a headless Weston.

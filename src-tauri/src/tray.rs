@@ -24,6 +24,7 @@ const TRAY: &str = "kith";
 pub struct TrayItems {
     status: MenuItem<Wry>,
     toggle: MenuItem<Wry>,
+    check: MenuItem<Wry>,
 }
 
 /// The three colours of the status dot.
@@ -139,7 +140,11 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         builder = builder.icon(image);
     }
     builder.build(app)?;
-    app.manage(TrayItems { status, toggle });
+    app.manage(TrayItems {
+        status,
+        toggle,
+        check,
+    });
     Ok(())
 }
 
@@ -253,6 +258,9 @@ pub fn refresh(app: &AppHandle) {
             } else {
                 "Start server"
             });
+            // A LAN-only server has no federation to check.
+            let federating = status.as_ref().is_some_and(|s| s.federation_addr.is_some());
+            let _ = items.check.set_enabled(federating);
         }
         if let Some(tray) = app.tray_by_id(TRAY) {
             let _ = tray.set_tooltip(Some(&line)); // a no-op on Linux

@@ -20,6 +20,7 @@ TRAY_PORT=$(free_port)
 /usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check \
     --expect-menu "Open dashboard,Stop server,Check federation now,Copy invite link,Start with my computer,Quit" \
     --expect-label '^Kith: family\.test, LAN only, RAM [0-9]+ MB, cache [0-9]+ MB$' \
+    --expect-disabled "Check federation now" \
     --click "Start with my computer,Quit" --click-when "$WORK/measured" --timeout 120 >"$WORK/tray-check.log" 2>&1 &
 WATCHER=$!
 sleep 0.5
@@ -102,6 +103,81 @@ HOME=$TRAY/home timeout 30 "$APP" --config "$TRAY/kith.toml" >/dev/null 2>&1
 OPENED=""
 for _ in $(seq 80); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 && OPENED=1 && break; sleep 0.25; done
 [ -n "$OPENED" ] && echo "without a tray host, a second launch opened the window" || { echo "FAIL: no window after a second launch"; FAILED=1; }
+kill "$APP_PID" 2>/dev/null
+wait "$APP_PID" 2>/dev/null
+
+echo "--- tray: Copy invite link and Check federation now, on a federating server"
+FED=$WORK/federating
+mkdir -p "$FED/home"
+FED_CLIENT=$(free_port)
+FED_PORT=$(free_port)
+"$KITH" init --server-name "127.0.0.1:$FED_PORT" --data-dir "$FED" --client-listen "127.0.0.1:$FED_CLIENT" \
+    --federation-listen "127.0.0.1:$FED_PORT" --insecure-federation --registration token \
+    --config "$FED/kith.toml" >/dev/null
+echo "a long admin passphrase" >"$FED/admin-password"
+"$KITH" user add admin --admin --password-file "$FED/admin-password" --config "$FED/kith.toml" >/dev/null
+/usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check \
+    --expect-menu "Check federation now,Copy invite link" \
+    --expect-label "^Kith: 127\.0\.0\.1:$FED_PORT, .+, RAM [0-9]+ MB, cache [0-9]+ MB\$" \
+    --click "Copy invite link,Check federation now" --click-when "$WORK/checked-once" --timeout 120 \
+    >"$WORK/tray-fed.log" 2>&1 &
+WATCHER=$!
+sleep 0.5
+HOME=$FED/home "$APP" --hidden --config "$FED/kith.toml" >"$WORK/app-fed.log" 2>&1 &
+APP_PID=$!
+PIDS+=($APP_PID)
+api() { curl -fsS -H "authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$FED_CLIENT/_kith/admin/v1/$1"; }
+json() { /usr/bin/python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+for _ in $(seq 80); do curl -fsS "http://127.0.0.1:$FED_CLIENT/_matrix/client/versions" >/dev/null 2>&1 && break; sleep 0.25; done
+ADMIN_TOKEN=$(curl -fsS -X POST "http://127.0.0.1:$FED_CLIENT/_matrix/client/v3/login" \
+    -d '{"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "admin"}, "password": "a long admin passphrase"}' |
+    json 'd["access_token"]')
+# The self-check at start-up, then the one the menu asks for.
+FIRST=""
+for _ in $(seq 120); do
+    FIRST=$(api status | json '(d.get("federation_health") or {}).get("checked_at", "")')
+    [ -n "$FIRST" ] && break
+    sleep 0.25
+done
+[ -n "$FIRST" ] || { echo "FAIL: no self-check at start-up"; FAILED=1; }
+: >"$WORK/checked-once"
+wait "$WATCHER" || { echo "FAIL: the tray check or its clicks failed"; tail -5 "$WORK/tray-fed.log"; FAILED=1; }
+AGAIN="$FIRST"
+for _ in $(seq 120); do
+    AGAIN=$(api status | json '(d.get("federation_health") or {}).get("checked_at", "")')
+    [ "$AGAIN" != "$FIRST" ] && break
+    sleep 0.25
+done
+if [ -n "$FIRST" ] && [ "$AGAIN" != "$FIRST" ]; then
+    echo "Check federation now ran a new check: $(api status | json 'd["federation_health"]["summary"]')"
+else
+    echo "FAIL: Check federation now ran no new check"
+    FAILED=1
+fi
+INVITE=""
+for _ in $(seq 40); do
+    INVITE=$(xclip -o -selection clipboard 2>/dev/null || true)
+    [ -n "$INVITE" ] && break
+    sleep 0.25
+done
+echo "clipboard: $INVITE"
+TOKEN=$(echo "$INVITE" | sed -n 's/.*registration token \([A-Za-z0-9]*\) .*/\1/p')
+case "$INVITE" in
+*"homeserver to http://127.0.0.1:$FED_CLIENT"*) ;;
+*) echo "FAIL: the invite does not say where to connect"; FAILED=1 ;;
+esac
+# The invite works: a newcomer registers with its token.
+SESSION=$(curl -sS -X POST "http://127.0.0.1:$FED_CLIENT/_matrix/client/v3/register" \
+    -d '{"username": "newcomer", "password": "a newcomer passphrase"}' | json 'd["session"]')
+REGISTERED=$(curl -sS -X POST "http://127.0.0.1:$FED_CLIENT/_matrix/client/v3/register" \
+    -d "{\"username\": \"newcomer\", \"password\": \"a newcomer passphrase\", \"auth\": {\"type\": \"m.login.registration_token\", \"token\": \"$TOKEN\", \"session\": \"$SESSION\"}}" |
+    json 'd.get("user_id", d)')
+if [ "$REGISTERED" = "@newcomer:127.0.0.1:$FED_PORT" ]; then
+    echo "the copied invite's token registered $REGISTERED"
+else
+    echo "FAIL: the copied invite's token did not register an account: $REGISTERED"
+    FAILED=1
+fi
 kill "$APP_PID" 2>/dev/null
 wait "$APP_PID" 2>/dev/null
 

@@ -5,8 +5,9 @@ It owns org.kde.StatusNotifierWatcher, so the app's tray (libayatana-appindicato
 its item here, as it would with a desktop's panel. It then reads what a panel shows: the
 item's label (XAyatanaLabel) and its menu (com.canonical.dbusmenu). With --check it waits
 until the menu has every --expect-menu label, the first menu item is disabled and reads like
-the label, and the label matches --expect-label (a regular expression); then it clicks
---click over dbusmenu, as a user would (once the --click-when file exists, if given), and exits 0 (1 after --timeout seconds).
+the label, the --expect-disabled labels are greyed out, and the label matches --expect-label
+(a regular expression); then it clicks --click over dbusmenu, as a user would (once the
+--click-when file exists, if given), and exits 0 (1 after --timeout seconds).
 
 Needs Debian's python3-dbus and python3-gi (for GLib's main loop).
 """
@@ -28,6 +29,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--check", action="store_true")
 parser.add_argument("--expect-menu", default="")
 parser.add_argument("--expect-label", default="")
+parser.add_argument("--expect-disabled", default="", help="menu labels that must be greyed out, comma-separated")
 parser.add_argument("--click", default=None, help="menu labels to click, in order, comma-separated")
 parser.add_argument("--click-when", default=None, help="click only once this file exists")
 parser.add_argument("--timeout", type=float, default=60)
@@ -154,6 +156,10 @@ def tick():
         checks = {
             "menu has " + args.expect_menu: all(w in labels for w in wanted),
             "first item is the disabled status line": bool(items) and not items[0]["enabled"] and items[0]["label"] == label,
+            "greyed out: " + args.expect_disabled: all(
+                any(i["label"] == w and not i["enabled"] for i in items)
+                for w in args.expect_disabled.split(",") if w
+            ),
             "label matches " + args.expect_label: re.search(args.expect_label, label) is not None,
         }
         if all(checks.values()):
