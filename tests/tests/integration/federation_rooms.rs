@@ -781,3 +781,69 @@ async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected(
     );
     assert_eq!(room_name(&bob, &room_id).await, "Kept");
 }
+
+#[tokio::test]
+async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_down() {
+    let (one, mut two, alice, bob, room_id, _) = a_room_on_two_servers().await;
+    let queued_for_two = async |one: &TestServer, two_name: &str| {
+        one.server()
+            .services()
+            .federation
+            .destination_health()
+            .await
+            .expect("health")
+            .into_iter()
+            .find(|h| h.destination == two_name)
+            .map_or(0, |h| h.queued)
+    };
+    let since = bob.sync(None, 0).await["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let typing_path = format!(
+        "/_matrix/client/v3/rooms/{room_id}/typing/{}",
+        url_encode(&alice.user_id)
+    );
+    let (status, body) = alice
+        .put(&typing_path, json!({ "typing": true, "timeout": 20_000 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Bob, on the other server, sees Alice typing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let sync = bob.sync(Some(&since), 2_000).await;
+        let typing = &sync["rooms"]["join"][&room_id]["ephemeral"]["events"];
+        if typing
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([alice.user_id]))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no typing notice reached bob"
+        );
+    }
+    let two_name = two.server_name().to_owned();
+    assert_eq!(queued_for_two(&one, &two_name).await, 0);
+
+    // Two goes down: a typing notice is not kept for it, a message is.
+    two.take_server().stop().await.expect("two stops");
+    let (status, body) = alice.put(&typing_path, json!({ "typing": false })).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        queued_for_two(&one, &two_name).await,
+        0,
+        "the typing notice is not stored"
+    );
+    let (status, body) = alice.send_text(&room_id, "a2", "are you there?").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        queued_for_two(&one, &two_name).await,
+        1,
+        "the message waits for two"
+    );
+}

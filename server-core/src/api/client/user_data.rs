@@ -53,11 +53,7 @@ pub(crate) async fn create_typing_event(
     // spec: server-server-api.md, "Typing Notifications".
     services
         .rooms
-        .share_edu(
-            &room_id,
-            "m.typing",
-            json!({ "room_id": room_id, "user_id": session.user_id, "typing": body.typing }),
-        )
+        .share_typing(&room_id, session.user_id.as_str(), body.typing)
         .await?;
     Ok(Json(json!({})))
 }

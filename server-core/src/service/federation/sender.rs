@@ -6,6 +6,11 @@
 //! transactions of at most 50 PDUs and 100 EDUs, and deletes them once the destination
 //! answers 200. A failure makes that destination wait, 5 s doubling up to an hour, unless
 //! the destination shows it is up again by sending us a request (the catch-up).
+//!
+//! Typing notices are the exception: they matter for seconds, so they are kept in memory
+//! only (the newest per room and user, for at most [`EPHEMERAL_TTL_MS`]) and ride along in
+//! the next transaction. A restart or a failed send drops them; the durable rows of a
+//! failed transaction are retried as before.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -28,6 +33,35 @@ const MAX_TRANSACTION_BYTES: usize = 512 * 1024;
 /// The first wait after a failure, doubled with each further failure up to [`MAX_BACKOFF_MS`].
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 60 * 60 * 1000;
+/// How long an ephemeral EDU waits to be sent before it is stale: a typing notice's
+/// default timeout (spec: client-server-api, "Typing Notifications").
+const EPHEMERAL_TTL_MS: i64 = 30_000;
+
+/// EDUs that are not worth keeping across a restart (typing), waiting for a destination.
+#[derive(Default)]
+struct Ephemeral {
+    /// (what it replaces, the EDU, when it was queued (ms)), oldest first.
+    waiting: Vec<(String, Value, i64)>,
+}
+
+impl Ephemeral {
+    /// Queues `edu`; an EDU waiting with the same `key` is replaced by it. At most
+    /// [`MAX_EDUS`] wait: the oldest go first.
+    fn push(&mut self, key: String, edu: Value, now: i64) {
+        self.waiting.retain(|(k, _, _)| *k != key);
+        self.waiting.push((key, edu, now));
+        let excess = self.waiting.len().saturating_sub(MAX_EDUS);
+        self.waiting.drain(..excess);
+    }
+
+    /// Takes at most `max` EDUs that are not stale, oldest first; the stale ones go.
+    fn take(&mut self, max: usize, now: i64) -> Vec<Value> {
+        self.waiting
+            .retain(|(_, _, queued)| now.saturating_sub(*queued) <= EPHEMERAL_TTL_MS);
+        let count = self.waiting.len().min(max);
+        self.waiting.drain(..count).map(|(_, edu, _)| edu).collect()
+    }
+}
 
 /// How long to wait after the `failures`th failure in a row.
 fn backoff(failures: u32) -> i64 {
@@ -41,6 +75,10 @@ fn backoff(failures: u32) -> i64 {
 pub(super) struct Senders {
     workers: std::sync::Mutex<HashMap<String, Worker>>,
     stop: watch::Sender<bool>,
+    /// Ephemeral EDUs by destination.
+    ephemeral: std::sync::Mutex<HashMap<String, Ephemeral>>,
+    /// Makes the IDs of transactions that carry only ephemeral EDUs unique.
+    ephemeral_transactions: std::sync::atomic::AtomicU64,
 }
 
 struct Worker {
@@ -58,6 +96,8 @@ impl Default for Senders {
         Self {
             workers: std::sync::Mutex::new(HashMap::new()),
             stop: watch::channel(false).0,
+            ephemeral: std::sync::Mutex::new(HashMap::new()),
+            ephemeral_transactions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -104,6 +144,43 @@ impl Federation {
             .await?;
         self.wake(destination.as_str());
         Ok(())
+    }
+
+    /// Queues an EDU for `destination` in memory only, replacing one queued with the same
+    /// `key`, and wakes its sender: for typing notices, which are stale in seconds.
+    pub fn queue_ephemeral_edu(
+        &self,
+        destination: &ServerName,
+        edu_type: &str,
+        content: Value,
+        key: String,
+    ) {
+        if let Ok(mut ephemeral) = self.inner.senders.ephemeral.lock() {
+            ephemeral
+                .entry(destination.as_str().to_owned())
+                .or_default()
+                .push(
+                    key,
+                    json!({ "edu_type": edu_type, "content": content }),
+                    now_ms(),
+                );
+        }
+        self.wake(destination.as_str());
+    }
+
+    /// Takes what ephemeral EDUs `destination` has waiting, at most `max`.
+    fn take_ephemeral(&self, destination: &str, max: usize) -> Vec<Value> {
+        let Ok(mut ephemeral) = self.inner.senders.ephemeral.lock() else {
+            return Vec::new();
+        };
+        let Some(waiting) = ephemeral.get_mut(destination) else {
+            return Vec::new();
+        };
+        let taken = waiting.take(max, now_ms());
+        if waiting.waiting.is_empty() {
+            ephemeral.remove(destination);
+        }
+        taken
     }
 
     /// Makes sure a task sends `destination`'s rows (after they were queued).
@@ -216,6 +293,7 @@ impl Federation {
                 self.set_backing_off(&destination, false);
                 continue;
             }
+            let retrying = in_flight.is_some();
             let batch = match in_flight.take() {
                 Some(batch) => batch,
                 None => {
@@ -237,7 +315,14 @@ impl Federation {
                     }
                 }
             };
-            if batch.is_empty() {
+            // A retried transaction goes out as it was; ephemeral EDUs wait for a new one.
+            let ephemeral = if one_at_a_time || retrying {
+                Vec::new()
+            } else {
+                let edus = batch.iter().filter(|i| i.kind == OutboxKind::Edu).count();
+                self.take_ephemeral(&destination, MAX_EDUS.saturating_sub(edus))
+            };
+            if batch.is_empty() && ephemeral.is_empty() {
                 // Done, unless rows came in meanwhile (then `more` is set).
                 let Ok(mut workers) = self.inner.senders.workers.lock() else {
                     break;
@@ -264,11 +349,21 @@ impl Federation {
                     }
                 }
             }
-            let txn_id = format!(
-                "{}-{}",
-                ids.first().copied().unwrap_or(0),
-                ids.last().copied().unwrap_or(0)
-            );
+            let ephemeral_count = ephemeral.len();
+            edus.extend(ephemeral);
+            // A retry of the durable rows keeps their ID (the ephemeral EDUs are not
+            // retried, and a destination that saw the first try answers from its record).
+            let txn_id = match (ids.first(), ids.last()) {
+                (Some(first), Some(last)) => format!("{first}-{last}"),
+                _ => format!(
+                    "e{}-{}",
+                    now_ms(),
+                    self.inner
+                        .senders
+                        .ephemeral_transactions
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ),
+            };
             let body = json!({
                 "origin": self.server_name().as_str(),
                 "origin_server_ts": now_ms(),
@@ -292,7 +387,7 @@ impl Federation {
                 }
                 // A single item the destination will never take: dropped, so that what
                 // follows it is not held up forever.
-                Outcome::Refused(why) if batch.len() == 1 => {
+                Outcome::Refused(why) if batch.len() + ephemeral_count <= 1 => {
                     tracing::warn!(%destination, %why, "a PDU or EDU the destination refuses was dropped");
                     queue.sent(&destination, ids, now_ms()).await
                 }
@@ -303,7 +398,7 @@ impl Federation {
                 }
                 Outcome::Failed(why) => {
                     tracing::info!(%destination, %why, "federation transaction failed; will retry");
-                    in_flight = Some(batch);
+                    in_flight = (!batch.is_empty()).then_some(batch);
                     queue
                         .failed(&destination, &why, now_ms(), backoff)
                         .await
@@ -394,6 +489,26 @@ mod tests {
         let huge = vec![item(1, 2 * 1024 * 1024), item(2, 10)];
         assert_eq!(ids(fit(huge, usize::MAX)), [1]);
         assert!(fit(Vec::new(), usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn ephemeral_edus_keep_the_newest_per_key_and_go_stale() {
+        let mut waiting = Ephemeral::default();
+        waiting.push("a".to_owned(), json!(1), 0);
+        waiting.push("b".to_owned(), json!(2), 0);
+        waiting.push("a".to_owned(), json!(3), 1_000);
+        assert_eq!(waiting.take(1, 1_000), [json!(2)]);
+        assert_eq!(waiting.take(10, 1_000), [json!(3)]);
+        assert!(waiting.take(10, 1_000).is_empty());
+        waiting.push("old".to_owned(), json!(4), 0);
+        waiting.push("new".to_owned(), json!(5), 20_000);
+        assert_eq!(waiting.take(10, EPHEMERAL_TTL_MS + 1), [json!(5)]);
+        for i in 0..(MAX_EDUS + 5) {
+            waiting.push(i.to_string(), json!(i), 0);
+        }
+        let kept = waiting.take(usize::MAX, 0);
+        assert_eq!(kept.len(), MAX_EDUS);
+        assert_eq!(kept[0], json!(5), "the oldest went first");
     }
 
     #[test]

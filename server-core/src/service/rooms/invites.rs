@@ -63,6 +63,28 @@ impl Rooms {
         Ok(())
     }
 
+    /// Shares a typing notice with the other servers in the room, in memory only: it is
+    /// stale in seconds, so it is neither stored nor retried (see the federation sender).
+    pub async fn share_typing(&self, room_id: &RoomId, user_id: &str, typing: bool) -> Result<()> {
+        let ours = self.identity.server_name.as_str();
+        let content = json!({ "room_id": room_id, "user_id": user_id, "typing": typing });
+        for server in self.store.events().joined_servers(room_id.as_str()).await? {
+            if server == ours {
+                continue;
+            }
+            let Ok(server) = ServerName::parse(&server) else {
+                continue;
+            };
+            self.federation.queue_ephemeral_edu(
+                &server,
+                "m.typing",
+                content.clone(),
+                format!("{room_id} {user_id}"),
+            );
+        }
+        Ok(())
+    }
+
     /// The stripped state an invite to the room shows.
     pub async fn invite_state(&self, room_id: &RoomId) -> Result<Vec<Value>> {
         let mut events = Vec::new();
