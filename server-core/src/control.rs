@@ -262,6 +262,9 @@ async fn serve_http_challenges(certificates: Certificates, listener: Option<TcpL
 
 /// How often own certificate files are looked at for changes.
 const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// When housekeeping first runs after a start, and how often after that.
+const HOUSEKEEPING_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How a server is started, beyond its config and data dir.
 #[derive(Debug, Clone, Default)]
@@ -399,6 +402,7 @@ pub async fn start_with(
         Vec::new()
     };
     background.push(start_sampling(&services));
+    background.push(start_housekeeping(&services));
     if let Some(certificates) = &certificates {
         let health = services.health.enabled().then(|| services.health.clone());
         background.extend(start_certificate_tasks(
@@ -444,6 +448,25 @@ async fn setup_token(services: &Services, data_dir: &Path) -> Result<Option<Stri
     let token = crypto::random_string(43);
     crypto::write_private_file(&path, token.as_bytes())?;
     Ok(Some(token))
+}
+
+/// Prunes what grows without bound, a minute after start and then every hour (a desktop
+/// app may never run an hour in one go).
+fn start_housekeeping(services: &Services) -> JoinHandle<()> {
+    let users = services.users.clone();
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + HOUSEKEEPING_DELAY;
+        let mut ticks = tokio::time::interval_at(first, HOUSEKEEPING_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match users.prune_transaction_ids().await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "old transaction IDs forgotten"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune transaction IDs"),
+            }
+        }
+    })
 }
 
 /// Takes a sample for the dashboard's charts every [`SAMPLE_INTERVAL`].

@@ -53,6 +53,11 @@ pub struct LoginRequest {
     pub refresh_token: bool,
 }
 
+/// How long a client transaction ID is remembered (the spec sets no lifetime; Synapse
+/// keeps them a day, a week covers clients that send a queue after days offline).
+pub const TRANSACTION_ID_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The accounts service. Cheap to clone.
 #[derive(Clone)]
 pub struct Users {
@@ -86,6 +91,17 @@ pub fn validate_localpart(localpart: &str, server_name: &str) -> Result<()> {
 }
 
 impl Users {
+    /// Forgets client transaction IDs older than [`TRANSACTION_ID_LIFETIME`] and those of
+    /// deleted devices: a retry comes within minutes, or days for a client that queued
+    /// its sends while offline. Returns how many went.
+    pub async fn prune_transaction_ids(&self) -> Result<usize> {
+        let lifetime = i64::try_from(TRANSACTION_ID_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .users()
+            .prune_transaction_ids(crate::storage::now_ms().saturating_sub(lifetime))
+            .await
+    }
+
     /// Builds the service.
     pub fn new(
         config: Arc<Config>,

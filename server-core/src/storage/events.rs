@@ -931,8 +931,8 @@ fn append_in(txn: &Transaction<'_>, mut event: NewEvent) -> Result<(i64, Vec<Str
     if let Some((user, device, scope, txn_id)) = &event.txn {
         exec(
             txn,
-            "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user, device, scope, txn_id, event.event_id],
+            "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![user, device, scope, txn_id, event.event_id, super::now_ms()],
         )?;
     }
     let now = super::now_ms();

@@ -77,8 +77,8 @@ impl ToDeviceStore<'_> {
                     return Ok((false, Vec::new()));
                 }
                 txn.execute(
-                    "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result) VALUES (?1, ?2, ?3, ?4, '')",
-                    params![sender, sender_device, TXN_SCOPE, txn_id],
+                    "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result, created_ts) VALUES (?1, ?2, ?3, ?4, '', ?5)",
+                    params![sender, sender_device, TXN_SCOPE, txn_id, super::now_ms()],
                 )?;
                 let now = super::now_ms();
                 let mut destinations = Vec::new();

@@ -67,6 +67,21 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 const USER_COLUMNS: &str = "user_id, password_hash, admin, deactivated, displayname, avatar_url";
 
 impl UsersStore<'_> {
+    /// Forgets the client transaction IDs first seen before `before_ms`, and those of
+    /// devices that no longer exist. Returns how many went.
+    pub async fn prune_transaction_ids(&self, before_ms: i64) -> Result<usize> {
+        self.store
+            .write(move |txn| {
+                Ok(txn.execute(
+                    "DELETE FROM transaction_ids WHERE created_ts < ?1 OR NOT EXISTS \
+                     (SELECT 1 FROM devices d WHERE d.user_id = transaction_ids.user_id \
+                      AND d.device_id = transaction_ids.device_id)",
+                    [before_ms],
+                )?)
+            })
+            .await
+    }
+
     /// Creates a user. Returns false when the localpart is already taken.
     pub async fn create(
         &self,
@@ -494,4 +509,57 @@ fn delete_devices_in(
         removed.push((device_id, pos));
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn old_transaction_ids_and_those_of_deleted_devices_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("kith.db")).expect("open");
+        store
+            .users()
+            .create("@a:x", "a", None, false)
+            .await
+            .expect("user");
+        store
+            .write(|txn| {
+                txn.execute(
+                    "INSERT INTO devices (user_id, device_id) VALUES ('@a:x', 'PHONE')",
+                    [],
+                )?;
+                for (device, txn_id, created_ts) in [
+                    ("PHONE", "old", 1_000),
+                    ("PHONE", "new", 5_000),
+                    ("GONE", "new", 5_000),
+                ] {
+                    txn.execute(
+                        "INSERT INTO transaction_ids (user_id, device_id, scope, txn_id, result, created_ts) \
+                         VALUES ('@a:x', ?1, 'send', ?2, '$e', ?3)",
+                        params![device, txn_id, created_ts],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("rows");
+        let pruned = store
+            .users()
+            .prune_transaction_ids(2_000)
+            .await
+            .expect("pruned");
+        assert_eq!(pruned, 2);
+        let left: Vec<(String, String)> = store
+            .read(|conn| {
+                let mut statement =
+                    conn.prepare("SELECT device_id, txn_id FROM transaction_ids")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .expect("read");
+        assert_eq!(left, [("PHONE".to_owned(), "new".to_owned())]);
+    }
 }
