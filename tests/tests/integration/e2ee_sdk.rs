@@ -652,3 +652,68 @@ async fn an_sdk_client_on_kith_and_one_on_synapse_talk_encrypted() {
     assert_eq!(decrypted, ["from Kith, sealed", "from Synapse, sealed"]);
     assert_eq!(undecryptable, 0);
 }
+
+#[tokio::test]
+async fn a_device_alice_cross_signs_on_kith_shows_as_signed_to_a_synapse_user() {
+    let kith = TestServer::start_federating().await;
+    let synapse = Synapse::start().await;
+    let alice = register(&kith, "alice", cross_signing()).await;
+    let sam = register_at(&synapse.client_url, "sam", EncryptionSettings::default()).await;
+    let alice_id = user_id(&alice);
+    let _room_id = shared_encrypted_room(&alice, &sam, true).await;
+
+    // Alice logs in on a second device; Sam's server learns of it, not yet signed.
+    let second = login(&kith, "alice", EncryptionSettings::default()).await;
+    let second_device = second.device_id().expect("device id").to_owned();
+    let seen_by_sam = async || {
+        sam.encryption()
+            .get_device(&alice_id, &second_device)
+            .await
+            .ok()
+            .flatten()
+    };
+    sync_until(
+        &[&sam, &second],
+        "sam sees alice's second device",
+        async || seen_by_sam().await.is_some(),
+    )
+    .await;
+    assert!(
+        !seen_by_sam()
+            .await
+            .is_some_and(|d| d.is_cross_signed_by_owner()),
+        "not signed yet"
+    );
+
+    // Her first device, which holds the self-signing key, signs it. Kith tells Synapse,
+    // which fetches her devices again: Sam sees the device signed by its owner.
+    sync_until(&[&alice], "alice sees her second device", async || {
+        alice
+            .encryption()
+            .get_device(&alice_id, &second_device)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    alice
+        .encryption()
+        .get_device(&alice_id, &second_device)
+        .await
+        .expect("device query")
+        .expect("the second device")
+        .verify()
+        .await
+        .expect("alice signs her second device");
+    sync_until(
+        &[&sam],
+        "sam sees alice's second device cross-signed by alice",
+        async || {
+            seen_by_sam()
+                .await
+                .is_some_and(|d| d.is_cross_signed_by_owner())
+        },
+    )
+    .await;
+}

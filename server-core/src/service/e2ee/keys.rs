@@ -303,8 +303,8 @@ impl E2ee {
     /// that missed one fetches the whole list; `m.signing_key_update` for cross-signing
     /// keys (`device_id` `None`). Queued durably; best effort once the change is stored.
     ///
-    /// Deleted devices: [`Self::announce_removed`]. Not announced: new signatures (other
-    /// servers learn them when they next fetch the user's devices); device names are not
+    /// Deleted devices: [`Self::announce_removed`]. New signatures of the user's own devices
+    /// and keys are announced like new keys (see `upload_signatures`); device names are not
     /// shared over federation.
     pub(super) async fn announce_devices(
         &self,
@@ -772,6 +772,10 @@ impl E2ee {
         let mut accepted: Vec<KeySignature> = Vec::new();
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut changed_for_me: BTreeSet<String> = BTreeSet::new();
+        // The signer's own devices and cross-signing keys that got a signature: the servers
+        // that track the signer are told (spec: server-server-api.md, "Device Management").
+        let mut signed_devices: BTreeSet<String> = BTreeSet::new();
+        let mut signed_cross_signing_key = false;
         let mut failures = Map::new();
         for (user, objects) in signed {
             let target = match UserId::parse(&user) {
@@ -808,6 +812,11 @@ impl E2ee {
                         // devices are told that user changed (as Synapse does).
                         if target == signer {
                             changed.insert(signer.to_string());
+                            if my_devices.iter().any(|d| d.device_id == key_id) {
+                                signed_devices.insert(key_id.clone());
+                            } else {
+                                signed_cross_signing_key = true;
+                            }
                         } else {
                             changed_for_me.insert(target.to_string());
                         }
@@ -828,6 +837,15 @@ impl E2ee {
             keys.add_signatures(accepted, changed.into_iter().collect(), changed_for)
                 .await?;
             self.notifier.notify();
+            // Stored already: a failure to tell other servers fails nothing here (they learn
+            // it when they next fetch the signer's devices).
+            let devices = signed_devices.iter().map(|d| Some(d.as_str()));
+            let cross = signed_cross_signing_key.then_some(None);
+            for device in devices.chain(cross) {
+                if let Err(e) = self.announce_devices(signer, device).await {
+                    tracing::warn!(user = %signer, error = %e, "cannot announce new signatures");
+                }
+            }
         }
         Ok(json!({ "failures": failures }))
     }
