@@ -201,13 +201,7 @@ impl DashboardStore<'_> {
         let room_id = room_id.to_owned();
         self.store
             .read(move |conn| {
-                let known = conn
-                    .query_row("SELECT 1 FROM rooms WHERE room_id = ?1", [&room_id], |_| {
-                        Ok(())
-                    })
-                    .optional()?
-                    .is_some();
-                if !known {
+                if !room_known(conn, &room_id)? {
                     return Ok(None);
                 }
                 let mut statement = conn.prepare(
@@ -267,13 +261,7 @@ impl DashboardStore<'_> {
         let pattern = format!("%{}", like_escaped(local_suffix));
         self.store
             .write(move |txn| {
-                let known = txn
-                    .query_row("SELECT 1 FROM rooms WHERE room_id = ?1", [&room_id], |_| {
-                        Ok(())
-                    })
-                    .optional()?
-                    .is_some();
-                if !known {
+                if !room_known(txn, &room_id)? {
                     return Ok(None);
                 }
                 txn.execute(
@@ -340,6 +328,16 @@ impl DashboardStore<'_> {
             })
             .await
     }
+}
+
+/// Whether the server knows the room.
+fn room_known(conn: &rusqlite::Connection, room_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM rooms WHERE room_id = ?1", [room_id], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
 }
 
 /// `text` with LIKE's wildcards escaped by `\`.

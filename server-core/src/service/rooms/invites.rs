@@ -45,17 +45,23 @@ impl Rooms {
             .map(|remote| stored_room_state(&remote)))
     }
 
-    /// Sends an EDU about the room (typing, a receipt) to every other server with a member
-    /// joined.
-    pub async fn share_edu(&self, room_id: &RoomId, edu_type: &str, content: Value) -> Result<()> {
+    /// Every other server with a member joined to the room.
+    async fn other_servers(&self, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
         let ours = self.identity.server_name.as_str();
-        for server in self.store.events().joined_servers(room_id.as_str()).await? {
-            if server == ours {
-                continue;
-            }
-            let Ok(server) = ServerName::parse(&server) else {
-                continue;
-            };
+        Ok(self
+            .store
+            .events()
+            .joined_servers(room_id.as_str())
+            .await?
+            .into_iter()
+            .filter(|server| server != ours)
+            .filter_map(|server| ServerName::parse(&server).ok())
+            .collect())
+    }
+
+    /// Sends an EDU about the room (a receipt) to every other server with a member joined.
+    pub async fn share_edu(&self, room_id: &RoomId, edu_type: &str, content: Value) -> Result<()> {
+        for server in self.other_servers(room_id).await? {
             self.federation
                 .queue_edu(&server, edu_type, content.clone())
                 .await?;
@@ -66,15 +72,8 @@ impl Rooms {
     /// Shares a typing notice with the other servers in the room, in memory only: it is
     /// stale in seconds, so it is neither stored nor retried (see the federation sender).
     pub async fn share_typing(&self, room_id: &RoomId, user_id: &str, typing: bool) -> Result<()> {
-        let ours = self.identity.server_name.as_str();
         let content = json!({ "room_id": room_id, "user_id": user_id, "typing": typing });
-        for server in self.store.events().joined_servers(room_id.as_str()).await? {
-            if server == ours {
-                continue;
-            }
-            let Ok(server) = ServerName::parse(&server) else {
-                continue;
-            };
+        for server in self.other_servers(room_id).await? {
             self.federation.queue_ephemeral_edu(
                 &server,
                 "m.typing",
