@@ -342,6 +342,12 @@ impl FakeServer {
         Self::serve(addr, cert, app).await
     }
 
+    /// A server on `addr` (TLS with `cert`) that answers with `app`: another server's
+    /// endpoints as a test needs them.
+    pub async fn with_routes(addr: SocketAddr, cert: &Issued, app: Router) -> FakeServer {
+        Self::serve(addr, cert, app).await
+    }
+
     async fn serve(addr: SocketAddr, cert: &Issued, app: Router) -> FakeServer {
         let config = axum_server::tls_rustls::RustlsConfig::from_pem(
             cert.cert_pem.clone().into_bytes(),

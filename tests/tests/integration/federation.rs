@@ -569,3 +569,117 @@ async fn queued_messages_survive_the_senders_restart_and_the_receivers_outage() 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn remote_media_is_followed_to_its_location_and_fetched_from_older_servers() {
+    use axum::{Router, extract::Query, http::header, response::IntoResponse, routing::get};
+    use kith::service::federation::multipart;
+    use kith_tests::checker::{FakeServer, TestCa};
+
+    let kith = TestServer::start_federating().await;
+    let alice = kith.register("alice").await;
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+    };
+
+    // Where one item's bytes really are: plain HTTP, as a CDN would serve them.
+    let files = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let files_addr = files.local_addr().expect("address");
+    let files_app = Router::new().route(
+        "/cdn/cat",
+        get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, "image/png"),
+                    (header::CONTENT_DISPOSITION, "inline; filename=\"cat.png\""),
+                ],
+                b"the cat's bytes".to_vec(),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(files, files_app).await });
+
+    // Another server: it redirects one download, and knows only the deprecated endpoint for
+    // another (as servers before Matrix 1.11 do).
+    let fake_addr = free_port();
+    let fake_name = fake_addr.to_string();
+    let boundary = multipart::new_boundary();
+    let location = format!("http://{files_addr}/cdn/cat");
+    let redirect_boundary = boundary.clone();
+    let fake_app = Router::new()
+        .route(
+            "/_matrix/federation/v1/media/download/cat",
+            get(move || {
+                let (boundary, location) = (redirect_boundary.clone(), location.clone());
+                async move {
+                    let (mut body, tail) =
+                        multipart::envelope(&boundary, &[("Location", location.as_str())]);
+                    body.extend_from_slice(&tail);
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            format!("multipart/mixed; boundary={boundary}"),
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/_matrix/federation/v1/media/download/old",
+            get(|| async {
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(
+                        json!({ "errcode": "M_UNRECOGNIZED", "error": "Unrecognized request" }),
+                    ),
+                )
+            }),
+        )
+        .route(
+            "/_matrix/media/v3/download/{server}/old",
+            get(
+                |Query(query): Query<std::collections::HashMap<String, String>>| async move {
+                    // spec: "When falling back, servers MUST be sure to set allow_remote to false".
+                    if query.get("allow_remote").map(String::as_str) != Some("false") {
+                        return (axum::http::StatusCode::BAD_REQUEST, Vec::new()).into_response();
+                    }
+                    (
+                        [(header::CONTENT_TYPE, "text/plain")],
+                        b"an old server's file".to_vec(),
+                    )
+                        .into_response()
+                },
+            ),
+        );
+    let cert = TestCa::new().issue(&["fake.test"], 30);
+    let _fake = FakeServer::with_routes(fake_addr, &cert, fake_app).await;
+
+    let download = async |media_id: &str| {
+        alice
+            .get_response(&format!(
+                "/_matrix/client/v1/media/download/{fake_name}/{media_id}"
+            ))
+            .await
+    };
+    let response = download("cat").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE.as_str()],
+        "image/png"
+    );
+    assert_eq!(
+        response.bytes().await.expect("bytes").as_ref(),
+        b"the cat's bytes"
+    );
+    let response = download("old").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.bytes().await.expect("bytes").as_ref(),
+        b"an old server's file"
+    );
+}

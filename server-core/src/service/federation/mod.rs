@@ -64,6 +64,8 @@ pub struct RemoteMedia {
 
 /// How long a media download's bytes may take to arrive.
 const MEDIA_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Redirects followed after a media download's `Location`, at most.
+const MAX_MEDIA_REDIRECTS: usize = 5;
 /// The largest JSON answer read from another server.
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 /// The longest a federation request may take.
@@ -411,9 +413,9 @@ impl Federation {
     /// `GET /_matrix/federation/v1/media/download/{mediaId}`): its bytes, at most
     /// `max_bytes` of them, and what the other server says its type and name are.
     ///
-    /// Not done yet: following a `Location` part (a redirect to where the bytes are), and
-    /// the fallback to the deprecated `/_matrix/media/v3/download` for servers older than
-    /// Matrix 1.11. Both are refused with 502.
+    /// A `Location` part is followed to where the bytes are. A server older than Matrix
+    /// 1.11, which answers the endpoint as unknown, is asked at the deprecated
+    /// `/_matrix/media/v3/download` instead.
     pub async fn media_download(
         &self,
         origin: &ServerName,
@@ -435,6 +437,18 @@ impl Federation {
             let bytes = read_limited(response, MAX_JSON_BYTES)
                 .await
                 .map_err(|e| unreachable(name, e))?;
+            let errcode = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|e| e.get("errcode").and_then(Value::as_str).map(str::to_owned));
+            // spec: server-server-api.md, "Content Repository": fall back on
+            // `404 M_UNRECOGNIZED` (a 405, or an answer without JSON, as older servers give).
+            let unknown_endpoint = matches!(status.as_u16(), 404 | 405)
+                && errcode.as_deref().is_none_or(|c| c == "M_UNRECOGNIZED");
+            if unknown_endpoint {
+                return self
+                    .legacy_media_download(origin, media_id, timeout_ms, max_bytes)
+                    .await;
+            }
             return Err(remote_error(name, &Method::GET, &path, status, &bytes));
         }
         let too_large = || {
@@ -487,7 +501,7 @@ impl Federation {
             let filename = media
                 .header("content-disposition")
                 .and_then(multipart::disposition_filename);
-            let redirect = media.header("location").is_some();
+            let redirect = media.header("location").map(str::to_owned);
             // Where the media bytes sit in `body`, so they are kept without a copy.
             let start = media.body.as_ptr() as usize - body.as_ptr() as usize;
             let end = start + media.body.len();
@@ -500,13 +514,10 @@ impl Federation {
         .await
         .map_err(Error::internal)?;
         let (content_type, filename, redirect, bytes) = parsed.map_err(malformed)?;
-        if redirect {
-            return Err(Error::new(
-                ErrorKind::BadGateway,
-                format!(
-                    "{name} redirects media downloads elsewhere, which Kith does not follow yet"
-                ),
-            ));
+        if let Some(location) = redirect {
+            return self
+                .media_at_location(name, media_id, &location, max_bytes)
+                .await;
         }
         if bytes.len() as u64 > max_bytes {
             return Err(too_large());
@@ -516,6 +527,89 @@ impl Federation {
             filename,
             bytes,
         })
+    }
+
+    /// The media at a `Location` a media download gave: fetched without our signature,
+    /// following at most [`MAX_MEDIA_REDIRECTS`] more redirects by hand, each to a public
+    /// address unless private ones are allowed (as for federation itself).
+    async fn media_at_location(
+        &self,
+        name: &str,
+        media_id: &str,
+        location: &str,
+        max_bytes: u64,
+    ) -> Result<RemoteMedia> {
+        let bad = |why: String| {
+            Error::new(
+                ErrorKind::BadGateway,
+                format!("{name} sent {media_id} elsewhere, and {why}"),
+            )
+        };
+        let mut url =
+            reqwest::Url::parse(location).map_err(|_| bad(format!("`{location}` is not a URL")))?;
+        for _ in 0..=MAX_MEDIA_REDIRECTS {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad(format!("{url} is not an http(s) URL")));
+            }
+            let literal = url
+                .host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<IpAddr>().ok());
+            if literal.is_some_and(|ip| !self.inner.allow_private && !is_public(ip)) {
+                return Err(bad(format!("{url} is not a public address")));
+            }
+            let response = self
+                .http(false)?
+                .get(url.clone())
+                .timeout(MEDIA_BODY_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| bad(format!("{url} could not be fetched: {}", error_chain(&e))))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let next = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or_else(|| bad(format!("{url} redirects nowhere")))?;
+                url = next;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(bad(format!("{url} answered HTTP {status}")));
+            }
+            return read_media(response, max_bytes, media_id, name).await;
+        }
+        Err(bad("the redirects did not end".to_owned()))
+    }
+
+    /// A media item of a server older than Matrix 1.11, from the deprecated
+    /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` with `allow_remote=false`
+    /// (spec: server-server-api.md, "Content Repository"), which answers with the bytes.
+    async fn legacy_media_download(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        timeout_ms: u64,
+        max_bytes: u64,
+    ) -> Result<RemoteMedia> {
+        let name = origin.as_str();
+        let path = format!("/_matrix/media/v3/download/{name}/{media_id}");
+        let timeout = timeout_ms.to_string();
+        let query = [("allow_remote", "false"), ("timeout_ms", timeout.as_str())];
+        let within = Duration::from_millis(timeout_ms) + MEDIA_BODY_TIMEOUT;
+        let response = self
+            .send_within(origin, Method::GET, &path, &query, None, true, within)
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = read_limited(response, MAX_JSON_BYTES)
+                .await
+                .map_err(|e| unreachable(name, e))?;
+            return Err(remote_error(name, &Method::GET, &path, status, &bytes));
+        }
+        read_media(response, max_bytes, media_id, name).await
     }
 
     /// A signed `GET` of `path` on the server named `server` (a string, checked here),
@@ -744,6 +838,47 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A response that is the media itself: its bytes (at most `max_bytes`), type and name.
+async fn read_media(
+    mut response: reqwest::Response,
+    max_bytes: u64,
+    media_id: &str,
+    name: &str,
+) -> Result<RemoteMedia> {
+    let header_text = |h: header::HeaderName| {
+        response
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header_text(header::CONTENT_TYPE);
+    let filename = header_text(header::CONTENT_DISPOSITION)
+        .as_deref()
+        .and_then(multipart::disposition_filename);
+    let too_large = || {
+        Error::new(
+            ErrorKind::RemoteTooLarge,
+            format!("{media_id} of {name} is larger than this server accepts ({max_bytes} bytes)."),
+        )
+    };
+    if response.content_length().is_some_and(|n| n > max_bytes) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(name, e))? {
+        if (bytes.len() + chunk.len()) as u64 > max_bytes {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(RemoteMedia {
+        content_type,
+        filename,
+        bytes,
+    })
 }
 
 /// Reads a response body up to `limit` bytes.
