@@ -454,6 +454,7 @@ async fn setup_token(services: &Services, data_dir: &Path) -> Result<Option<Stri
 /// app may never run an hour in one go).
 fn start_housekeeping(services: &Services) -> JoinHandle<()> {
     let users = services.users.clone();
+    let federation = services.federation.clone();
     tokio::spawn(async move {
         let first = tokio::time::Instant::now() + HOUSEKEEPING_DELAY;
         let mut ticks = tokio::time::interval_at(first, HOUSEKEEPING_INTERVAL);
@@ -464,6 +465,17 @@ fn start_housekeeping(services: &Services) -> JoinHandle<()> {
                 Ok(0) => {}
                 Ok(pruned) => tracing::debug!(pruned, "old transaction IDs forgotten"),
                 Err(e) => tracing::warn!(error = %e, "cannot prune transaction IDs"),
+            }
+            match federation
+                .collapse_stale_outbox(crate::service::federation::STALE_PDU)
+                .await
+            {
+                Ok(0) => {}
+                Ok(collapsed) => tracing::info!(
+                    collapsed,
+                    "PDUs waiting a day for a server collapsed to the newest of each room"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot collapse the federation outbox"),
             }
         }
     })

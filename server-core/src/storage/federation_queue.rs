@@ -91,6 +91,24 @@ impl FederationQueueStore<'_> {
             .await
     }
 
+    /// For a destination that has not taken its PDUs since before `before_ms`: drops those
+    /// old PDUs except the newest one of each room. When it is back, that PDU makes it ask
+    /// for the ones before (`get_missing_events`, then the state at the gap), as Synapse's
+    /// catch-up does, so a server that is gone for good does not grow the outbox forever.
+    /// EDUs (to-device messages among them) are all kept. Returns how many went.
+    pub async fn collapse_old_pdus(&self, before_ms: i64) -> Result<usize> {
+        self.store
+            .write(move |txn| {
+                Ok(txn.execute(
+                    "DELETE FROM federation_outbox WHERE kind = 'pdu' AND queued_ts < ?1 \
+                     AND id NOT IN (SELECT MAX(id) FROM federation_outbox WHERE kind = 'pdu' \
+                      GROUP BY destination, json_extract(body, '$.room_id'))",
+                    [before_ms],
+                )?)
+            })
+            .await
+    }
+
     /// When the next attempt for `destination` may be made (ms; 0 for now).
     pub async fn retry_at(&self, destination: &str) -> Result<i64> {
         let destination = destination.to_owned();
@@ -305,5 +323,70 @@ impl FederationQueueStore<'_> {
                 Ok(())
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn old_pdus_collapse_to_the_newest_per_room_and_destination_and_edus_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("kith.db")).expect("open");
+        let pdu = |room: &str, n: u32| json_body(room, n);
+        store
+            .write(move |txn| {
+                for (destination, kind, body, queued_ts) in [
+                    ("gone.test", OutboxKind::Pdu, pdu("!a", 1), 1_000),
+                    (
+                        "gone.test",
+                        OutboxKind::Edu,
+                        "{\"edu_type\":\"m.direct_to_device\"}".to_owned(),
+                        1_000,
+                    ),
+                    ("gone.test", OutboxKind::Pdu, pdu("!a", 2), 1_000),
+                    ("gone.test", OutboxKind::Pdu, pdu("!b", 3), 1_000),
+                    ("gone.test", OutboxKind::Pdu, pdu("!a", 4), 1_000),
+                    ("other.test", OutboxKind::Pdu, pdu("!a", 5), 1_000),
+                    ("gone.test", OutboxKind::Pdu, pdu("!c", 6), 1_000),
+                    ("gone.test", OutboxKind::Pdu, pdu("!c", 7), 9_000),
+                ] {
+                    queue_in(txn, destination, kind, &body, queued_ts)?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("queued");
+        let queue = store.federation_queue();
+        assert_eq!(queue.collapse_old_pdus(5_000).await.expect("collapsed"), 3);
+        let left: Vec<String> = queue
+            .batch("gone.test", 50, 100)
+            .await
+            .expect("batch")
+            .into_iter()
+            .map(|item| item.body)
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "{\"edu_type\":\"m.direct_to_device\"}".to_owned(),
+                pdu("!b", 3),
+                pdu("!a", 4),
+                pdu("!c", 7),
+            ]
+        );
+        assert_eq!(
+            queue
+                .batch("other.test", 50, 100)
+                .await
+                .expect("batch")
+                .len(),
+            1
+        );
+    }
+
+    fn json_body(room: &str, n: u32) -> String {
+        format!("{{\"room_id\":\"{room}\",\"depth\":{n}}}")
     }
 }

@@ -847,3 +847,63 @@ async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_
         "the message waits for two"
     );
 }
+
+#[tokio::test]
+async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
+    let (one, mut two, alice, bob, room_id, _) = a_room_on_two_servers().await;
+    let queued_for_two = async |one: &TestServer, two_name: &str| {
+        one.server()
+            .services()
+            .federation
+            .destination_health()
+            .await
+            .expect("health")
+            .into_iter()
+            .find(|h| h.destination == two_name)
+            .map_or(0, |h| h.queued)
+    };
+    let two_name = two.server_name().to_owned();
+    two.take_server().stop().await.expect("two stops");
+    for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+        let (status, body) = alice.send_text(&room_id, &format!("late{i}"), text).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(queued_for_two(&one, &two_name).await, 3);
+    // A day later, as housekeeping sees it: only the newest PDU of the room stays queued.
+    let collapsed = one
+        .server()
+        .services()
+        .federation
+        .collapse_stale_outbox(std::time::Duration::ZERO)
+        .await
+        .expect("collapsed");
+    assert_eq!(collapsed, 2);
+    assert_eq!(queued_for_two(&one, &two_name).await, 1);
+
+    // Two is back: the newest PDU arrives, two asks one for the ones before it, and Bob
+    // reads all three.
+    let two = two.restart().await;
+    let bob = two.anonymous().with_login(&json!({
+        "access_token": bob.token, "user_id": bob.user_id, "device_id": bob.device_id,
+    }));
+    // Two's first request shows one that two is up (the catch-up starts at once).
+    let _ = two
+        .server()
+        .services()
+        .federation
+        .get(one.server_name(), "/_matrix/federation/v1/version", &[])
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let events = history(&bob, &room_id).await;
+        let texts = bodies(&events);
+        if ["one", "two", "three"].iter().all(|t| texts.contains(t)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob did not get all three: {texts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod multipart;
 mod rooms;
 mod sender;
+pub use sender::STALE_PDU;
 
 use std::{
     collections::HashMap,

@@ -7,6 +7,10 @@
 //! answers 200. A failure makes that destination wait, 5 s doubling up to an hour, unless
 //! the destination shows it is up again by sending us a request (the catch-up).
 //!
+//! PDUs that wait a day for a destination (one that may be gone for good) collapse to the
+//! newest of each room (housekeeping); when the destination is back, it fetches what it
+//! missed from there, as Synapse's catch-up has it do.
+//!
 //! Typing notices are the exception: they matter for seconds, so they are kept in memory
 //! only (the newest per room and user, for at most [`EPHEMERAL_TTL_MS`]) and ride along in
 //! the next transaction. A restart or a failed send drops them; the durable rows of a
@@ -33,6 +37,8 @@ const MAX_TRANSACTION_BYTES: usize = 512 * 1024;
 /// The first wait after a failure, doubled with each further failure up to [`MAX_BACKOFF_MS`].
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 60 * 60 * 1000;
+/// How long a PDU waits for its destination before only the newest of its room is kept.
+pub const STALE_PDU: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long an ephemeral EDU waits to be sent before it is stale: a typing notice's
 /// default timeout (spec: client-server-api, "Typing Notifications").
 const EPHEMERAL_TTL_MS: i64 = 30_000;
@@ -144,6 +150,18 @@ impl Federation {
             .await?;
         self.wake(destination.as_str());
         Ok(())
+    }
+
+    /// Collapses what waits for destinations that have not taken their PDUs for
+    /// `older_than` ([`STALE_PDU`] in housekeeping): the newest PDU of each room stays, the
+    /// catch-up fetches the rest (see `collapse_old_pdus`). Returns how many PDUs went.
+    pub async fn collapse_stale_outbox(&self, older_than: Duration) -> Result<usize> {
+        let older_than = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        self.inner
+            .store
+            .federation_queue()
+            .collapse_old_pdus(now_ms().saturating_sub(older_than))
+            .await
     }
 
     /// Queues an EDU for `destination` in memory only, replacing one queued with the same
