@@ -397,6 +397,20 @@ async fn a_room_on_two_servers() -> (TestServer, TestServer, Client, Client, Str
     (one, two, alice, bob, room_id, hello_id)
 }
 
+/// How many PDUs and EDUs `server` holds for `destination`.
+async fn queued_for(server: &TestServer, destination: &str) -> u64 {
+    server
+        .server()
+        .services()
+        .federation
+        .destination_health()
+        .await
+        .expect("health")
+        .into_iter()
+        .find(|h| h.destination == destination)
+        .map_or(0, |h| h.queued)
+}
+
 /// `pdu` sent from `from` to `to` in transaction `txn`: the receiver's answer.
 async fn send_pdu(
     from: &TestServer,
@@ -785,17 +799,6 @@ async fn an_event_citing_a_fetched_auth_event_that_breaks_the_rules_is_rejected(
 #[tokio::test]
 async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_down() {
     let (one, mut two, alice, bob, room_id, _) = a_room_on_two_servers().await;
-    let queued_for_two = async |one: &TestServer, two_name: &str| {
-        one.server()
-            .services()
-            .federation
-            .destination_health()
-            .await
-            .expect("health")
-            .into_iter()
-            .find(|h| h.destination == two_name)
-            .map_or(0, |h| h.queued)
-    };
     let since = bob.sync(None, 0).await["next_batch"]
         .as_str()
         .expect("next_batch")
@@ -827,7 +830,7 @@ async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_
         );
     }
     let two_name = two.server_name().to_owned();
-    assert_eq!(queued_for_two(&one, &two_name).await, 0);
+    assert_eq!(queued_for(&one, &two_name).await, 0);
 
     // Two goes down: a typing notice is not kept for it, a message is.
     two.take_server().stop().await.expect("two stops");
@@ -835,14 +838,14 @@ async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_
     assert_eq!(status, 200, "{body}");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        queued_for_two(&one, &two_name).await,
+        queued_for(&one, &two_name).await,
         0,
         "the typing notice is not stored"
     );
     let (status, body) = alice.send_text(&room_id, "a2", "are you there?").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        queued_for_two(&one, &two_name).await,
+        queued_for(&one, &two_name).await,
         1,
         "the message waits for two"
     );
@@ -851,24 +854,13 @@ async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_
 #[tokio::test]
 async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
     let (one, mut two, alice, bob, room_id, _) = a_room_on_two_servers().await;
-    let queued_for_two = async |one: &TestServer, two_name: &str| {
-        one.server()
-            .services()
-            .federation
-            .destination_health()
-            .await
-            .expect("health")
-            .into_iter()
-            .find(|h| h.destination == two_name)
-            .map_or(0, |h| h.queued)
-    };
     let two_name = two.server_name().to_owned();
     two.take_server().stop().await.expect("two stops");
     for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
         let (status, body) = alice.send_text(&room_id, &format!("late{i}"), text).await;
         assert_eq!(status, 200, "{body}");
     }
-    assert_eq!(queued_for_two(&one, &two_name).await, 3);
+    assert_eq!(queued_for(&one, &two_name).await, 3);
     // A day later, as housekeeping sees it: only the newest PDU of the room stays queued.
     let collapsed = one
         .server()
@@ -878,7 +870,7 @@ async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
         .await
         .expect("collapsed");
     assert_eq!(collapsed, 2);
-    assert_eq!(queued_for_two(&one, &two_name).await, 1);
+    assert_eq!(queued_for(&one, &two_name).await, 1);
 
     // Two is back: the newest PDU arrives, two asks one for the ones before it, and Bob
     // reads all three.

@@ -452,14 +452,7 @@ impl Federation {
             }
             return Err(remote_error(name, &Method::GET, &path, status, &bytes));
         }
-        let too_large = || {
-            Error::new(
-                ErrorKind::RemoteTooLarge,
-                format!(
-                    "{media_id} of {name} is larger than this server accepts ({max_bytes} bytes)."
-                ),
-            )
-        };
+        let too_large = || media_too_large(media_id, name, max_bytes);
         // The multipart envelope adds a few hundred bytes to the media itself.
         let limit = max_bytes.saturating_add(64 * 1024);
         if response.content_length().is_some_and(|n| n > limit) {
@@ -841,6 +834,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `media_id` of `name` is larger than `max_bytes`, which this server accepts.
+fn media_too_large(media_id: &str, name: &str, max_bytes: u64) -> Error {
+    Error::new(
+        ErrorKind::RemoteTooLarge,
+        format!("{media_id} of {name} is larger than this server accepts ({max_bytes} bytes)."),
+    )
+}
+
 /// A response that is the media itself: its bytes (at most `max_bytes`), type and name.
 async fn read_media(
     mut response: reqwest::Response,
@@ -859,12 +860,7 @@ async fn read_media(
     let filename = header_text(header::CONTENT_DISPOSITION)
         .as_deref()
         .and_then(multipart::disposition_filename);
-    let too_large = || {
-        Error::new(
-            ErrorKind::RemoteTooLarge,
-            format!("{media_id} of {name} is larger than this server accepts ({max_bytes} bytes)."),
-        )
-    };
+    let too_large = || media_too_large(media_id, name, max_bytes);
     if response.content_length().is_some_and(|n| n > max_bytes) {
         return Err(too_large());
     }
