@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the desktop app needs to build and to be tested on Debian/Ubuntu: Tauri 2's
-# libraries (WebKitGTK 4.1, GTK 3, the Ayatana app indicator for the tray, ...), and with
+# libraries (WebKitGTK 4.1, GTK 3, ...; the tray needs none, it speaks D-Bus), and with
 # --test the headless desktop the tests run on (Xvfb, openbox, a D-Bus session, Python's
 # D-Bus bindings for the tray check, WebKitWebDriver) and tauri-driver; with --bench, that
 # and Weston for the benchmark's Wayland half. Quiet when all is
@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 packages=(pkg-config libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
-    libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev libdbus-1-dev)
+    libgtk-3-dev librsvg2-dev libssl-dev libxdo-dev libdbus-1-dev)
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     packages+=(webkit2gtk-driver xvfb xauth openbox xdotool x11-apps imagemagick dbus
         dbus-x11 python3-dbus python3-gi fonts-dejavu-core xclip)

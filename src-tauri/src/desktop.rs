@@ -1,6 +1,8 @@
 //! The server inside the app: started from the config file when there is one, stopped and
 //! started again from the tray, the wizard or the dashboard, and its events forwarded to
-//! the window (`server-event`) and the tray.
+//! the window (`server-event`) and the tray. It also knows the app around the server: its
+//! window (which may not exist yet; on Linux, not even its window system: see main.rs),
+//! its tray, and how to quit.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -56,7 +58,24 @@ pub struct Desktop {
     pub logs: kith::logging::LogBuffer,
     /// The server, and the task that restarts it when the admin API asks.
     server: Mutex<Option<(RunningServer, tokio::task::JoinHandle<()>)>>,
+    /// The window system (Tauri), once it runs.
     app: std::sync::OnceLock<AppHandle>,
+    /// Until Tauri runs, the way to ask the main thread to start it (or to end).
+    wake: std::sync::Mutex<Option<std::sync::mpsc::Sender<Wake>>>,
+    /// The app's icon (RGBA, width, height), which the tray paints its status dot on.
+    pub icon: Option<(Vec<u8>, u32, u32)>,
+    /// The tray icon, on Linux (elsewhere it is Tauri's, found through `app`).
+    #[cfg(target_os = "linux")]
+    pub tray: std::sync::OnceLock<ksni::Handle<crate::tray::sni::SniTray>>,
+}
+
+/// What the main thread waits for while Tauri does not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Start Tauri and open the window.
+    OpenWindow,
+    /// End the app (the server is stopped already).
+    Quit,
 }
 
 /// A server event as the window receives it.
@@ -90,18 +109,63 @@ impl From<&ServerEvent> for UiEvent {
 }
 
 impl Desktop {
-    pub fn new(config_path: PathBuf, logs: kith::logging::LogBuffer) -> Arc<Self> {
+    pub fn new(
+        config_path: PathBuf,
+        logs: kith::logging::LogBuffer,
+        icon: Option<(Vec<u8>, u32, u32)>,
+        wake: Option<std::sync::mpsc::Sender<Wake>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config_path,
             logs,
             server: Mutex::new(None),
             app: std::sync::OnceLock::new(),
+            wake: std::sync::Mutex::new(wake),
+            icon,
+            #[cfg(target_os = "linux")]
+            tray: std::sync::OnceLock::new(),
         })
     }
 
     /// Where events go; set once the app exists.
     pub fn attach(&self, app: AppHandle) {
         let _ = self.app.set(app);
+    }
+
+    /// The window system, once it runs.
+    pub fn app(&self) -> Option<&AppHandle> {
+        self.app.get()
+    }
+
+    /// Opens the dashboard window, starting the window system first if it does not run.
+    pub fn open_window(&self) {
+        if let Some(app) = self.app.get() {
+            let handle = app.clone();
+            if let Err(e) = app.run_on_main_thread(move || crate::open_window(&handle)) {
+                tracing::warn!(error = %e, "cannot open the window");
+            }
+        } else {
+            self.wake(Wake::OpenWindow);
+        }
+    }
+
+    /// Stops the server, then ends the app.
+    pub async fn quit(self: &Arc<Self>) {
+        if let Err(e) = self.stop().await {
+            tracing::warn!(message = %e.message, "stopping before quitting");
+        }
+        match self.app.get() {
+            Some(app) => app.exit(0),
+            None => self.wake(Wake::Quit),
+        }
+    }
+
+    fn wake(&self, wake: Wake) {
+        let sender = self.wake.lock().ok().and_then(|slot| slot.clone());
+        if let Some(sender) = sender {
+            // The main thread may be starting Tauri already, which opens the window.
+            let _ = sender.send(wake);
+        }
     }
 
     /// Whether a config file exists (otherwise the wizard runs first).
@@ -185,7 +249,7 @@ impl Desktop {
     }
 
     /// Stops the server gracefully (in-flight requests finish).
-    pub async fn stop(&self) -> Result<(), CommandError> {
+    pub async fn stop(self: &Arc<Self>) -> Result<(), CommandError> {
         let server = self.server.lock().await.take();
         if let Some((server, watch)) = server {
             // Not the watch's own restart: it is past waiting then, and ends by itself.
@@ -209,17 +273,19 @@ impl Desktop {
         })
     }
 
-    fn forward_events(&self, server: &RunningServer) {
-        let Some(app) = self.app.get().cloned() else {
-            return;
-        };
+    /// Forwards the server's events to the window (when there is one: the window system
+    /// may start later) and the tray.
+    fn forward_events(self: &Arc<Self>, server: &RunningServer) {
         let mut events = server.subscribe();
+        let me = self.clone();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(event) => {
-                        let _ = app.emit("server-event", UiEvent::from(&event));
-                        crate::tray::refresh(&app);
+                        if let Some(app) = me.app.get() {
+                            let _ = app.emit("server-event", UiEvent::from(&event));
+                        }
+                        crate::tray::refresh(&me);
                         if event == ServerEvent::Stopped {
                             return;
                         }
@@ -231,10 +297,8 @@ impl Desktop {
         });
     }
 
-    fn refresh_tray(&self) {
-        if let Some(app) = self.app.get() {
-            crate::tray::refresh(app);
-        }
+    fn refresh_tray(self: &Arc<Self>) {
+        crate::tray::refresh(self);
     }
 }
 

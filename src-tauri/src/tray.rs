@@ -1,31 +1,21 @@
 //! The tray icon: its colour is the federation health (green OK, amber degraded or a
 //! certificate expiring soon, red failing or stopped), and one line says "Kith: <server
-//! name>, federation OK, RAM 23 MB, cache 4 MB". On Linux the tray has no tooltip and
-//! delivers no clicks on the icon (appindicator), so the same line is the menu's first,
-//! disabled item and the indicator's label as well.
+//! name>, federation OK, RAM 23 MB, cache 4 MB": the tooltip, and also the menu's first,
+//! disabled item (some panels show no tooltips).
+//!
+//! On Linux the tray is a StatusNotifierItem of our own (`sni`, over D-Bus), which needs no
+//! window system: a tray-only start never loads GTK (see main.rs). Elsewhere it is Tauri's
+//! (`tauri_tray`). Both show the same [`View`] and run the same [`Action`]s.
+
+#[cfg(target_os = "linux")]
+pub mod sni;
+pub mod tauri_tray;
 
 use std::sync::Arc;
 
 use kith::service::{dashboard::Status, health::HealthState};
-use tauri::{
-    AppHandle, Manager, Wry,
-    image::Image,
-    menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem},
-    tray::TrayIconBuilder,
-};
-use tauri_plugin_autostart::ManagerExt as _;
-use tauri_plugin_clipboard_manager::ClipboardExt as _;
 
 use crate::desktop::Desktop;
-
-const TRAY: &str = "kith";
-
-/// The menu items whose text changes.
-pub struct TrayItems {
-    status: MenuItem<Wry>,
-    toggle: MenuItem<Wry>,
-    check: MenuItem<Wry>,
-}
 
 /// The three colours of the status dot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +63,201 @@ pub fn summary(status: Option<&Status>) -> (String, Light) {
     (line, light)
 }
 
-/// The app icon with a status dot in its lower right corner.
-fn icon(app: &AppHandle, light: Light) -> Option<Image<'static>> {
-    let base = app.default_window_icon()?;
-    let (width, height) = (base.width(), base.height());
-    let mut rgba = base.rgba().to_vec();
+/// What the tray shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// "Kith: family.example, federation OK, RAM 23 MB, cache 4 MB".
+    pub line: String,
+    pub light: Light,
+    /// Whether the server runs (the menu offers Stop, otherwise Start).
+    pub running: bool,
+    /// Whether the server federates (a LAN-only server has no federation to check).
+    pub federating: bool,
+}
+
+impl View {
+    /// What the tray shows before the first status arrives.
+    pub fn starting() -> Self {
+        Self {
+            line: "Kith: starting…".to_owned(),
+            light: Light::Amber,
+            running: false,
+            federating: false,
+        }
+    }
+
+    pub async fn of(desktop: &Desktop) -> Self {
+        let status = desktop.status().await.ok();
+        let (line, light) = summary(status.as_ref());
+        Self {
+            line,
+            light,
+            running: status.is_some(),
+            federating: status.as_ref().is_some_and(|s| s.federation_addr.is_some()),
+        }
+    }
+
+    pub fn toggle_label(&self) -> &'static str {
+        if self.running {
+            "Stop server"
+        } else {
+            "Start server"
+        }
+    }
+}
+
+/// The menu's actions, in the menu's order (after the status line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Open,
+    Toggle,
+    Check,
+    Invite,
+    Autostart,
+    Quit,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Open,
+        Action::Toggle,
+        Action::Check,
+        Action::Invite,
+        Action::Autostart,
+        Action::Quit,
+    ];
+
+    /// The menu item's id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::Toggle => "toggle",
+            Action::Check => "check",
+            Action::Invite => "invite",
+            Action::Autostart => "autostart",
+            Action::Quit => "quit",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.id() == id)
+    }
+
+    /// The menu item's text for `view`.
+    pub fn label(self, view: &View) -> &'static str {
+        match self {
+            Action::Open => "Open dashboard",
+            Action::Toggle => view.toggle_label(),
+            Action::Check => "Check federation now",
+            Action::Invite => "Copy invite link",
+            Action::Autostart => "Start with my computer",
+            Action::Quit => "Quit",
+        }
+    }
+
+    /// Whether the item can be clicked for `view`.
+    pub fn enabled(self, view: &View) -> bool {
+        self != Action::Check || view.federating
+    }
+}
+
+/// Runs a menu action (in the background: menus must not wait).
+pub fn perform(desktop: &Arc<Desktop>, action: Action) {
+    let desktop = desktop.clone();
+    match action {
+        Action::Open => desktop.open_window(),
+        Action::Autostart => {
+            if let Err(e) = toggle_autostart(&desktop) {
+                tracing::warn!(error = %e, "start with my computer");
+            }
+            refresh(&desktop);
+        }
+        Action::Toggle => {
+            tokio::spawn(async move {
+                let result = if desktop.running().await {
+                    desktop.stop().await
+                } else if desktop.configured() {
+                    desktop.start().await
+                } else {
+                    desktop.open_window();
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    tracing::warn!(message = %e.message, "start/stop from the tray");
+                }
+                refresh(&desktop);
+            });
+        }
+        Action::Check => {
+            tokio::spawn(async move {
+                if let Ok(services) = desktop.services().await
+                    && services.health.enabled()
+                    && let Err(e) = services.health.check_now().await
+                {
+                    tracing::warn!(error = %e, "federation check from the tray");
+                }
+                refresh(&desktop);
+            });
+        }
+        Action::Invite => {
+            tokio::spawn(async move {
+                match invite_text(&desktop).await {
+                    Ok(text) => {
+                        if let Err(e) = copy(&desktop, text) {
+                            tracing::warn!(error = %e, "cannot copy the invite");
+                        }
+                    }
+                    Err(message) => tracing::warn!(%message, "no invite"),
+                }
+            });
+        }
+        Action::Quit => {
+            tokio::spawn(async move { desktop.quit().await });
+        }
+    }
+}
+
+/// Whether the app starts (in the tray) when the user logs in.
+pub fn autostart_enabled(desktop: &Desktop) -> bool {
+    #[cfg(target_os = "linux")]
+    let enabled = {
+        let _ = desktop;
+        sni::autostart().and_then(|launcher| launcher.is_enabled().map_err(|e| e.to_string()))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let enabled = tauri_tray::autostart_enabled(desktop);
+    enabled.unwrap_or(false)
+}
+
+fn toggle_autostart(desktop: &Desktop) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = desktop;
+        let launcher = sni::autostart()?;
+        let result = if launcher.is_enabled().unwrap_or(false) {
+            launcher.disable()
+        } else {
+            launcher.enable()
+        };
+        result.map_err(|e| e.to_string())
+    }
+    #[cfg(not(target_os = "linux"))]
+    tauri_tray::toggle_autostart(desktop)
+}
+
+fn copy(desktop: &Desktop, text: String) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = desktop;
+        sni::copy(text)
+    }
+    #[cfg(not(target_os = "linux"))]
+    tauri_tray::copy(desktop, text)
+}
+
+/// The app icon with a status dot of `light`'s colour in its lower right corner (RGBA).
+pub fn dotted_icon(base: &[u8], width: u32, height: u32, light: Light) -> Vec<u8> {
+    let mut rgba = base.to_vec();
     let colour: [u8; 3] = match light {
         Light::Green => [0x2e, 0xa0, 0x43],
         Light::Amber => [0xe0, 0x9b, 0x12],
@@ -104,119 +284,7 @@ fn icon(app: &AppHandle, light: Light) -> Option<Image<'static>> {
             }
         }
     }
-    Some(Image::new_owned(rgba, width, height))
-}
-
-/// Builds the tray icon and its menu.
-pub fn build(app: &AppHandle) -> tauri::Result<()> {
-    let status = MenuItem::with_id(app, "status", "Kith: starting…", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", "Open dashboard", true, None::<&str>)?;
-    let toggle = MenuItem::with_id(app, "toggle", "Stop server", true, None::<&str>)?;
-    let check = MenuItem::with_id(app, "check", "Check federation now", true, None::<&str>)?;
-    let invite = MenuItem::with_id(app, "invite", "Copy invite link", true, None::<&str>)?;
-    let autostart_on = app.autolaunch().is_enabled().unwrap_or(false);
-    let autostart = CheckMenuItem::with_id(
-        app,
-        "autostart",
-        "Start with my computer",
-        true,
-        autostart_on,
-        None::<&str>,
-    )?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(
-        app,
-        &[
-            &status, &separator, &open, &toggle, &check, &invite, &autostart, &quit,
-        ],
-    )?;
-    let mut builder = TrayIconBuilder::with_id(TRAY)
-        .menu(&menu)
-        .show_menu_on_left_click(true)
-        .tooltip("Kith")
-        .on_menu_event(move |app, event| on_menu(app, event.id.as_ref()));
-    if let Some(image) = icon(app, Light::Amber) {
-        builder = builder.icon(image);
-    }
-    builder.build(app)?;
-    app.manage(TrayItems {
-        status,
-        toggle,
-        check,
-    });
-    Ok(())
-}
-
-fn desktop(app: &AppHandle) -> Arc<Desktop> {
-    app.state::<Arc<Desktop>>().inner().clone()
-}
-
-fn on_menu(app: &AppHandle, id: &str) {
-    let app = app.clone();
-    match id {
-        "open" => crate::open_window(&app),
-        "toggle" => {
-            tauri::async_runtime::spawn(async move {
-                let desktop = desktop(&app);
-                let result = if desktop.running().await {
-                    desktop.stop().await
-                } else if desktop.configured() {
-                    desktop.start().await
-                } else {
-                    crate::open_window(&app);
-                    Ok(())
-                };
-                if let Err(e) = result {
-                    tracing::warn!(message = %e.message, "start/stop from the tray");
-                }
-                refresh(&app);
-            });
-        }
-        "check" => {
-            tauri::async_runtime::spawn(async move {
-                if let Ok(services) = desktop(&app).services().await
-                    && services.health.enabled()
-                    && let Err(e) = services.health.check_now().await
-                {
-                    tracing::warn!(error = %e, "federation check from the tray");
-                }
-                refresh(&app);
-            });
-        }
-        "invite" => {
-            tauri::async_runtime::spawn(async move {
-                match invite_text(&desktop(&app)).await {
-                    Ok(text) => {
-                        if let Err(e) = app.clipboard().write_text(text) {
-                            tracing::warn!(error = %e, "cannot copy the invite");
-                        }
-                    }
-                    Err(message) => tracing::warn!(%message, "no invite"),
-                }
-            });
-        }
-        "autostart" => {
-            let launcher = app.autolaunch();
-            let result = if launcher.is_enabled().unwrap_or(false) {
-                launcher.disable()
-            } else {
-                launcher.enable()
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "start with my computer");
-            }
-        }
-        "quit" => {
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = desktop(&app).stop().await {
-                    tracing::warn!(message = %e.message, "stopping before quitting");
-                }
-                app.exit(0);
-            });
-        }
-        _ => {}
-    }
+    rgba
 }
 
 /// An invitation to paste into a message: where to connect, and a registration token
@@ -244,30 +312,15 @@ async fn invite_text(desktop: &Desktop) -> Result<String, String> {
     ))
 }
 
-/// Updates the tray's line, label, tooltip, icon and Start/Stop item now.
-pub fn refresh(app: &AppHandle) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let desktop = desktop(&app);
-        let status = desktop.status().await.ok();
-        let (line, light) = summary(status.as_ref());
-        if let Some(items) = app.try_state::<TrayItems>() {
-            let _ = items.status.set_text(&line);
-            let _ = items.toggle.set_text(if status.is_some() {
-                "Stop server"
-            } else {
-                "Start server"
-            });
-            // A LAN-only server has no federation to check.
-            let federating = status.as_ref().is_some_and(|s| s.federation_addr.is_some());
-            let _ = items.check.set_enabled(federating);
-        }
-        if let Some(tray) = app.tray_by_id(TRAY) {
-            let _ = tray.set_tooltip(Some(&line)); // a no-op on Linux
-            let _ = tray.set_title(Some(&line)); // the indicator label on Linux
-            if let Some(image) = icon(&app, light) {
-                let _ = tray.set_icon(Some(image));
-            }
+/// Brings the tray up to date with the server's status now.
+pub fn refresh(desktop: &Arc<Desktop>) {
+    let desktop = desktop.clone();
+    tokio::spawn(async move {
+        let view = View::of(&desktop).await;
+        #[cfg(target_os = "linux")]
+        sni::show(&desktop, view.clone()).await;
+        if let Some(app) = desktop.app() {
+            tauri_tray::show(app, &desktop, &view);
         }
     });
 }
@@ -295,6 +348,41 @@ mod tests {
             }),
             certificate: None,
         }
+    }
+
+    #[test]
+    fn the_menu_offers_start_when_stopped_and_no_federation_check_on_a_lan() {
+        let stopped = View {
+            line: "Kith: stopped".to_owned(),
+            light: Light::Red,
+            running: false,
+            federating: false,
+        };
+        assert_eq!(Action::Toggle.label(&stopped), "Start server");
+        assert!(!Action::Check.enabled(&stopped));
+        let federating = View {
+            running: true,
+            federating: true,
+            ..stopped
+        };
+        assert_eq!(Action::Toggle.label(&federating), "Stop server");
+        assert!(Action::Check.enabled(&federating));
+        for action in Action::ALL {
+            assert_eq!(Action::from_id(action.id()), Some(action));
+        }
+    }
+
+    #[test]
+    fn the_status_dot_sits_in_the_lower_right_corner() {
+        let (width, height) = (32, 32);
+        let base = vec![0u8; (width * height * 4) as usize];
+        let icon = dotted_icon(&base, width, height, Light::Green);
+        let pixel = |x: u32, y: u32| {
+            let at = ((y * width + x) * 4) as usize;
+            icon[at..at + 4].to_vec()
+        };
+        assert_eq!(pixel(24, 24), vec![0x2e, 0xa0, 0x43, 0xff]);
+        assert_eq!(pixel(2, 2), vec![0, 0, 0, 0]);
     }
 
     #[test]

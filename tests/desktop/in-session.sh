@@ -11,7 +11,7 @@ PIDS+=($!)
 FAILED=0
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-echo "--- tray: --hidden, status line and label, menu, Quit"
+echo "--- tray: --hidden, status line (tooltip), menu, no OpenGL, Quit"
 TRAY=$WORK/tray
 mkdir -p "$TRAY/home"
 TRAY_PORT=$(free_port)
@@ -32,6 +32,11 @@ for _ in $(seq 120); do grep -q '"event": "ready"' "$WORK/tray-check.log" 2>/dev
 sleep 3
 if xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1; then
     echo "FAIL: a window was created by a --hidden start"
+    FAILED=1
+fi
+# Nor does it start the window system: no OpenGL (Mesa's drivers pull in LLVM) is loaded.
+if grep -E -q '_dri\.so|libgallium|libLLVM|libEGL_mesa|libGLX_mesa' "/proc/$APP_PID/maps"; then
+    echo "FAIL: a tray-only start loaded OpenGL: $(grep -E -o '[^/]*(_dri\.so|libgallium|libLLVM)[^ ]*' "/proc/$APP_PID/maps" | sort -u | paste -sd' ')"
     FAILED=1
 fi
 TRAY_RSS_KIB=$(ps -o rss= -p "$APP_PID" | tr -d ' ')
@@ -89,7 +94,7 @@ if [ "$FAILED" -ne 0 ]; then
     echo "--- tray log"; tail -5 "$WORK/tray-check.log"
 fi
 
-echo "--- no tray host: the app still runs, says how to reopen it, and a second launch does"
+echo "--- no tray host: the app still runs and says how to reopen it; a panel that starts later shows its tray"
 HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-no-tray.log" 2>&1 &
 APP_PID=$!
 PIDS+=($APP_PID)
@@ -99,6 +104,30 @@ if ! curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 
     FAILED=1
 fi
 grep -q "start Kith again" "$WORK/app-no-tray.log" || { echo "FAIL: no word on how to reopen Kith"; FAILED=1; }
+# The panel comes up after the app (as it may at login), and Quit works before any window.
+if /usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check --expect-menu "Open dashboard,Quit" \
+    --expect-label '^Kith: family\.test, LAN only' --click Quit --timeout 60 >"$WORK/tray-late.log" 2>&1; then
+    echo "a panel started after the app shows its tray"
+else
+    echo "FAIL: a panel started after the app does not show its tray"
+    tail -3 "$WORK/tray-late.log"
+    FAILED=1
+fi
+for _ in $(seq 60); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.25; done
+if kill -0 "$APP_PID" 2>/dev/null; then
+    echo "FAIL: Quit from the tray, before any window, did not end the app"
+    FAILED=1
+else
+    wait "$APP_PID"
+    code=$?
+    echo "Quit before any window: exit status $code"
+    [ "$code" -eq 0 ] || FAILED=1
+fi
+echo "--- no tray host: a second launch opens the window"
+HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-no-tray-2.log" 2>&1 &
+APP_PID=$!
+PIDS+=($APP_PID)
+for _ in $(seq 80); do curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 2>&1 && break; sleep 0.25; done
 HOME=$TRAY/home timeout 30 "$APP" --config "$TRAY/kith.toml" >/dev/null 2>&1
 OPENED=""
 for _ in $(seq 80); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 && OPENED=1 && break; sleep 0.25; done
@@ -106,7 +135,25 @@ for _ in $(seq 80); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2
 kill "$APP_PID" 2>/dev/null
 wait "$APP_PID" 2>/dev/null
 
-echo "--- tray: Copy invite link and Check federation now, on a federating server"
+echo "--- no display: asked for its window, a tray-only app says why not, and its server runs on"
+HOME=$TRAY/home env -u DISPLAY -u WAYLAND_DISPLAY "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-no-display.log" 2>&1 &
+APP_PID=$!
+PIDS+=($APP_PID)
+for _ in $(seq 80); do curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 2>&1 && break; sleep 0.25; done
+HOME=$TRAY/home timeout 30 "$APP" --config "$TRAY/kith.toml" >/dev/null 2>&1
+sleep 1
+if kill -0 "$APP_PID" 2>/dev/null && grep -q "no display" "$WORK/app-no-display.log" &&
+    curl -fsS "http://127.0.0.1:$TRAY_PORT/_matrix/client/versions" >/dev/null 2>&1; then
+    echo "without a display: $(grep -o 'Kith has no display[^;]*' "$WORK/app-no-display.log")"
+else
+    echo "FAIL: without a display, asking for the window ended the app or said nothing"
+    tail -5 "$WORK/app-no-display.log"
+    FAILED=1
+fi
+kill "$APP_PID" 2>/dev/null
+wait "$APP_PID" 2>/dev/null
+
+echo "--- tray: Copy invite link, Check federation now, and a click on the icon, on a federating server"
 FED=$WORK/federating
 mkdir -p "$FED/home"
 FED_CLIENT=$(free_port)
@@ -119,7 +166,7 @@ echo "a long admin passphrase" >"$FED/admin-password"
 /usr/bin/python3 "$ROOT/tests/desktop/sni_watcher.py" --check \
     --expect-menu "Check federation now,Copy invite link" \
     --expect-label "^Kith: 127\.0\.0\.1:$FED_PORT, .+, RAM [0-9]+ MB, cache [0-9]+ MB\$" \
-    --click "Copy invite link,Check federation now" --click-when "$WORK/checked-once" --timeout 120 \
+    --activate --click "Copy invite link,Check federation now" --click-when "$WORK/checked-once" --timeout 120 \
     >"$WORK/tray-fed.log" 2>&1 &
 WATCHER=$!
 sleep 0.5
@@ -178,6 +225,10 @@ else
     echo "FAIL: the copied invite's token did not register an account: $REGISTERED"
     FAILED=1
 fi
+# The click on the icon opened the dashboard.
+OPENED=""
+for _ in $(seq 80); do xdotool search --onlyvisible --name '^Kith$' >/dev/null 2>&1 && OPENED=1 && break; sleep 0.25; done
+[ -n "$OPENED" ] && echo "a click on the tray icon opened the window" || { echo "FAIL: a click on the tray icon opened no window"; FAILED=1; }
 kill "$APP_PID" 2>/dev/null
 wait "$APP_PID" 2>/dev/null
 

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """A minimal StatusNotifier host for the desktop app's tray test, on a private D-Bus session.
 
-It owns org.kde.StatusNotifierWatcher, so the app's tray (libayatana-appindicator) registers
-its item here, as it would with a desktop's panel. It then reads what a panel shows: the
-item's label (XAyatanaLabel) and its menu (com.canonical.dbusmenu). With --check it waits
+It owns org.kde.StatusNotifierWatcher, so the app's tray item registers here, as it would
+with a desktop's panel. It then reads what a panel shows: the item's tooltip title (or an
+appindicator's XAyatanaLabel) and its menu (com.canonical.dbusmenu). With --check it waits
 until the menu has every --expect-menu label, the first menu item is disabled and reads like
-the label, the --expect-disabled labels are greyed out, and the label matches --expect-label
-(a regular expression); then it clicks --click over dbusmenu, as a user would (once the
---click-when file exists, if given), and exits 0 (1 after --timeout seconds).
+the tooltip, the --expect-disabled labels are greyed out, and the tooltip matches
+--expect-label (a regular expression); then (once the --click-when file exists, if given)
+it clicks the icon if --activate is given, and the --click menu items over dbusmenu, as a
+user would, and exits 0 (1 after --timeout seconds).
 
 Needs Debian's python3-dbus and python3-gi (for GLib's main loop).
 """
@@ -30,6 +31,7 @@ parser.add_argument("--check", action="store_true")
 parser.add_argument("--expect-menu", default="")
 parser.add_argument("--expect-label", default="")
 parser.add_argument("--expect-disabled", default="", help="menu labels that must be greyed out, comma-separated")
+parser.add_argument("--activate", action="store_true", help="click the icon itself (Activate)")
 parser.add_argument("--click", default=None, help="menu labels to click, in order, comma-separated")
 parser.add_argument("--click-when", default=None, help="click only once this file exists")
 parser.add_argument("--timeout", type=float, default=60)
@@ -147,7 +149,8 @@ def tick():
         except Exception as error:  # the app may be starting or ending
             report("error", error=repr(error))
             continue
-        label = str(props.get("XAyatanaLabel", ""))
+        tooltip = props.get("ToolTip")
+        label = str(props.get("XAyatanaLabel", "") or (tooltip[2] if tooltip else ""))
         report("item", label=label, menu=items)
         if not args.check:
             continue
@@ -166,6 +169,11 @@ def tick():
             if args.click_when and not os.path.exists(args.click_when):
                 report("ready", waiting_for=args.click_when)
                 continue
+            if args.activate:
+                item = dbus.Interface(bus.get_object(bus_name, path), "org.kde.StatusNotifierItem")
+                item.Activate(dbus.Int32(0), dbus.Int32(0))
+                report("activated")
+                time.sleep(1)
             if args.click:
                 menu = dbus.Interface(bus.get_object(bus_name, menu_path), "com.canonical.dbusmenu")
                 for label in args.click.split(","):
