@@ -3,7 +3,8 @@
 # libraries (WebKitGTK 4.1, GTK 3, ...; the tray needs none, it speaks D-Bus), and with
 # --test the headless desktop the tests run on (Xvfb, openbox, a D-Bus session, Python's
 # D-Bus bindings for the tray check, WebKitWebDriver) and tauri-driver; with --bench, that
-# and Weston for the benchmark's Wayland half. Quiet when all is
+# and Weston for the benchmark's Wayland half; with --windows, MinGW for checking the app's
+# Windows build (make lint-windows). Quiet when all is
 # there. (About 80 s of packages on a fresh machine, and 90 s to build tauri-driver.)
 set -euo pipefail
 
@@ -16,6 +17,10 @@ packages=(pkg-config libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
     packages+=(webkit2gtk-driver xvfb xauth openbox xdotool x11-apps imagemagick dbus
         dbus-x11 python3-dbus python3-gi fonts-dejavu-core xclip)
+fi
+if [ "${1:-}" = "--windows" ]; then
+    # `make lint-windows`: MinGW, for the C code of the dependencies (aws-lc, ring).
+    packages+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64)
 fi
 if [ "${1:-}" = "--bench" ]; then
     # The desktop benchmark's Wayland half runs on a headless Weston.
