@@ -899,3 +899,67 @@ async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn another_server_sees_the_events_its_users_history_visibility_allows() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let _bob = two.register("bob").await;
+    let bob_id = format!("@bob:{}", two.server_name());
+    let room_id = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": { "history_visibility": "invited" }
+            }]
+        }))
+        .await;
+    let say = |txn: &'static str, text: &'static str| {
+        let (alice, room_id) = (alice.clone(), room_id.clone());
+        async move {
+            let (status, sent) = alice.send_text(&room_id, txn, text).await;
+            assert_eq!(status, 200, "{sent}");
+            EventId::parse(sent["event_id"].as_str().expect("an event ID")).expect("event ID")
+        }
+    };
+    let before = say("v1", "before Bob's invite").await;
+    let (status, invited) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/invite"),
+            json!({ "user_id": bob_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{invited}");
+    let after = say("v2", "after Bob's invite").await;
+    let (status, set) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.history_visibility/"),
+            json!({ "history_visibility": "joined" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let members_only = say("v3", "for members only").await;
+
+    // What server one serves server two (its /event, /backfill, ...), as the spec's history
+    // visibility rules say for Bob, invited: not before his invite; after it while the
+    // history is "invited"; not once it is "joined".
+    let services = one.server().services();
+    let two_name = ServerName::parse(two.server_name()).expect("server name");
+    let mut seen = Vec::new();
+    for id in [&before, &after, &members_only] {
+        seen.push(match services.rooms.event_for_server(&two_name, id).await {
+            Ok(event) => {
+                assert_eq!(event["room_id"], json!(room_id), "{event}");
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.errcode(), "M_NOT_FOUND", "{e}");
+                false
+            }
+        });
+    }
+    assert_eq!(seen, [false, true, false]);
+}

@@ -358,8 +358,9 @@ impl Rooms {
     /// One event of the room graph as its PDU JSON, for a server that may see it (spec:
     /// server-server-api.md, "Retrieving events"; "Server behaviour" of history visibility):
     /// the server had a member joined in the state after the event, or the room's history
-    /// was `world_readable` there, or `shared` and the server is in the room now. Anything
-    /// else is `M_NOT_FOUND`, as for an unknown event.
+    /// was `world_readable` there, or `invited` and the server had a member invited, or
+    /// `shared` and the server is in the room now. Anything else is `M_NOT_FOUND`, as for
+    /// an unknown event.
     pub async fn event_for_server(&self, server: &ServerName, event_id: &EventId) -> Result<Value> {
         let not_found = || Error::not_found("That event is not known here.");
         let (_, room_id, json) = self
@@ -401,12 +402,13 @@ impl Rooms {
             })
             .filter_map(|(_, id)| EventId::parse(id).ok())
             .collect();
-        let joined = self
+        let memberships: Vec<String> = self
             .graph_pdus(&members)
             .await?
             .iter()
-            .any(|m| m.content_value()["membership"] == "join");
-        if joined {
+            .filter_map(|m| m.content_value()["membership"].as_str().map(str::to_owned))
+            .collect();
+        if memberships.iter().any(|m| m == "join") {
             return Ok(true);
         }
         let visibility = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
@@ -426,6 +428,9 @@ impl Rooms {
         };
         Ok(match visibility.as_str() {
             "world_readable" => true,
+            // Spec: client-server-api/modules/history_visibility.md, "Server behaviour",
+            // rule 4, for any of the server's users.
+            "invited" => memberships.iter().any(|m| m == "invite"),
             "shared" => self
                 .store
                 .events()
