@@ -361,13 +361,17 @@ impl Federation {
                 format!("{ip} is not a public address (federation to private addresses is off)"),
             ));
         }
-        if destination.connect_host != destination.tls_name
-            && let Ok(mut overrides) = self.inner.overrides.lock()
-        {
-            overrides.insert(
-                destination.tls_name.clone(),
-                destination.connect_host.clone(),
-            );
+        // The resolver connects to the SRV target while TLS checks the delegated name; a
+        // name whose SRV record went away (its discovery expired) loses its override.
+        if let Ok(mut overrides) = self.inner.overrides.lock() {
+            if destination.connect_host == destination.tls_name {
+                overrides.remove(&destination.tls_name);
+            } else {
+                overrides.insert(
+                    destination.tls_name.clone(),
+                    destination.connect_host.clone(),
+                );
+            }
         }
         let host = match destination.tls_name.parse::<IpAddr>() {
             Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
