@@ -162,6 +162,34 @@ impl StateStore<'_> {
             .await
     }
 
+    /// Some entries of a group: each of `keys` that the state has, without reading the
+    /// rest (a big room's state has thousands of entries; the auth rules need a handful).
+    pub async fn keys_of_group(&self, group: i64, keys: Vec<(String, String)>) -> Result<StateIds> {
+        self.store
+            .read(move |conn| {
+                // The newest entry for the key along the group's delta chain.
+                let mut stmt = conn.prepare_cached(
+                    "WITH RECURSIVE chain(id, n) AS (SELECT ?1, 0 UNION ALL \
+                       SELECT g.prev_group, chain.n + 1 FROM state_groups g JOIN chain ON g.id = chain.id \
+                       WHERE g.prev_group IS NOT NULL) \
+                     SELECT e.event_id FROM chain JOIN state_group_entries e \
+                       ON e.group_id = chain.id AND e.event_type = ?2 AND e.state_key = ?3 \
+                     ORDER BY chain.n ASC LIMIT 1",
+                )?;
+                let mut state = StateIds::new();
+                for (event_type, state_key) in keys {
+                    let id: Option<String> = stmt
+                        .query_row(params![group, event_type, state_key], |row| row.get(0))
+                        .optional()?;
+                    if let Some(id) = id {
+                        state.insert((event_type, state_key), id);
+                    }
+                }
+                Ok(state)
+            })
+            .await
+    }
+
     /// The group of the state after an event.
     pub async fn group_of(&self, event_id: &str) -> Result<Option<i64>> {
         let event_id = event_id.to_owned();
@@ -217,5 +245,48 @@ mod tests {
             )
             .expect("chain");
         assert!(chain <= MAX_CHAIN);
+    }
+
+    #[tokio::test]
+    async fn some_keys_of_a_group_read_as_the_whole_state_has_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("kith.db")).expect("open");
+        let (group, whole) = {
+            let inner = store.inner.clone();
+            let mut conn = inner.writer.lock().expect("lock");
+            let txn = conn.transaction().expect("txn");
+            let mut group = group_with(&txn, "!r:x", None, ("m.room.create", "", "$c")).expect("g");
+            for i in 0..(MAX_CHAIN * 3) {
+                let member = format!("@u{}:x", i % 7);
+                let event = format!("$m{i}");
+                group = group_with(
+                    &txn,
+                    "!r:x",
+                    Some(group),
+                    ("m.room.member", &member, &event),
+                )
+                .expect("g");
+            }
+            let whole = load_group(&txn, group).expect("load");
+            txn.commit().expect("commit");
+            (group, whole)
+        };
+        let keys = vec![
+            key("m.room.create", ""),
+            key("m.room.member", "@u3:x"),
+            key("m.room.member", "@u6:x"),
+            key("m.room.power_levels", ""),
+        ];
+        let some = store
+            .state()
+            .keys_of_group(group, keys.clone())
+            .await
+            .expect("keys");
+        let expected: StateIds = keys
+            .into_iter()
+            .filter_map(|k| whole.get(&k).map(|id| (k, id.clone())))
+            .collect();
+        assert_eq!(some, expected);
+        assert_eq!(some.len(), 3);
     }
 }

@@ -194,8 +194,33 @@ impl Rooms {
             }
         }
 
-        // 4. Auth against the state before it.
         let prev: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+
+        // The common case, a room whose graph is a line: the PDU follows the one forward
+        // extremity, whose state is the current state. Then the state before it is the
+        // current state, so checks 4 and 5 are one; and only the entries the auth rules need
+        // are read (a big room's state has thousands, and this runs for every PDU).
+        if let Some(group) = self.follows_current(&room_id, &prev).await? {
+            let keys = match auth_keys(&rules, &pdu) {
+                Ok(keys) => keys,
+                Err(reason) => return self.rejected(&event_id, &room_id, reason).await,
+            };
+            let before = self.store.state().keys_of_group(group, keys).await?;
+            if let Err(reason) = self.auth_against(&rules, &pdu, &before).await? {
+                return self.rejected(&event_id, &room_id, reason).await;
+            }
+            let redaction = self.remote_redaction(&pdu, &rules).await?;
+            let placement = Placement {
+                state_before: StateBefore::Group(group),
+                new_current: NewCurrent::AfterEvent,
+                destinations,
+            };
+            self.append(pdu, json, redaction, None, placement, false)
+                .await?;
+            return Ok(Outcome::Accepted);
+        }
+
+        // 4. Auth against the state before it.
         let mut prev_states = self.store.state().after_events(prev.clone()).await?;
         if prev_states.iter().any(Option::is_none)
             && let Some(origin) = origin
@@ -751,34 +776,40 @@ impl Rooms {
             .await
     }
 
-    /// ruma's state-dependent auth rules for `pdu` against `state`. The inner error is the
-    /// reason it is not allowed.
+    /// When `prev` is the room's one forward extremity and its state is the current state:
+    /// the current state group.
+    async fn follows_current(&self, room_id: &RoomId, prev: &[String]) -> Result<Option<i64>> {
+        let [single] = prev else {
+            return Ok(None);
+        };
+        let (extremities, _) = self.store.events().extremities(room_id.as_str()).await?;
+        if extremities.iter().any(|e| e != single) {
+            return Ok(None);
+        }
+        let state = self.store.state();
+        let Some(group) = state.group_of(single).await? else {
+            return Ok(None);
+        };
+        Ok((state.current_group(room_id.as_str()).await? == Some(group)).then_some(group))
+    }
+
+    /// ruma's state-dependent auth rules for `pdu` against `state` (which needs at least
+    /// the entries at [`auth_keys`]). The inner error is the reason it is not allowed.
     pub(super) async fn auth_against(
         &self,
         rules: &RoomVersionRules,
         pdu: &Pdu,
         state: &StateIds,
     ) -> Result<Result<(), String>> {
-        let auth_types = match auth_types_for_event(
-            &pdu.kind,
-            &pdu.sender,
-            pdu.state_key.as_deref(),
-            &pdu.content,
-            &rules.authorization,
-        ) {
-            Ok(types) => types,
-            Err(e) => return Ok(Err(format!("its content is invalid: {e}"))),
+        let keys = match auth_keys(rules, pdu) {
+            Ok(keys) => keys,
+            Err(reason) => return Ok(Err(reason)),
         };
-        let mut wanted: Vec<OwnedEventId> = auth_types
+        let wanted: Vec<OwnedEventId> = keys
             .iter()
-            .filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())))
+            .filter_map(|key| state.get(key))
             .filter_map(|id| EventId::parse(id).ok())
             .collect();
-        if let Some(create) = state.get(&("m.room.create".to_owned(), String::new()))
-            && let Ok(create) = EventId::parse(create)
-        {
-            wanted.push(create);
-        }
         let pdus = self.graph_pdus(&wanted).await?;
         let by_key: HashMap<(String, String), &Pdu> =
             pdus.iter().map(|p| (state_key_of(p), p)).collect();
@@ -913,6 +944,28 @@ fn resolve_states(
 }
 
 /// The (type, state_key) key of a state event.
+/// The state entries the auth rules read for `pdu`: its auth types and the create event.
+/// The error is why its content makes that impossible to say.
+fn auth_keys(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let auth_types = auth_types_for_event(
+        &pdu.kind,
+        &pdu.sender,
+        pdu.state_key.as_deref(),
+        &pdu.content,
+        &rules.authorization,
+    )
+    .map_err(|e| format!("its content is invalid: {e}"))?;
+    let mut keys: Vec<(String, String)> = auth_types
+        .into_iter()
+        .map(|(t, k)| (t.to_string(), k))
+        .collect();
+    keys.push(("m.room.create".to_owned(), String::new()));
+    Ok(keys)
+}
+
 fn state_key_of(pdu: &Pdu) -> (String, String) {
     (
         pdu.kind.to_string(),
