@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use ruma::{
-    CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, RoomId,
-    RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    OwnedServerName, RoomId, RoomVersionId, UserId,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     signatures::{hash_and_sign_event, reference_hash},
@@ -255,7 +255,8 @@ impl Rooms {
         rules: &RoomVersionRules,
         answer: &Value,
     ) -> Result<HashMap<String, (Pdu, String)>> {
-        let mut events: HashMap<String, (Pdu, String)> = HashMap::new();
+        let mut candidates: Vec<(OwnedEventId, CanonicalJsonObject)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for key in ["auth_chain", "state"] {
             for raw in answer
                 .get(key)
@@ -274,18 +275,45 @@ impl Rooms {
                 let Ok(event_id) = EventId::parse(format!("${hash}")) else {
                     continue;
                 };
-                if events.contains_key(event_id.as_str()) {
-                    continue;
-                }
-                match self.verified(&event_id, room_id, rules, object).await? {
-                    Ok(verified) => {
-                        events.insert(event_id.to_string(), verified);
-                    }
-                    Err(reason) => {
-                        tracing::info!(%server, %event_id, %reason, "send_join event dropped");
-                    }
+                if seen.insert(event_id.clone()) {
+                    candidates.push((event_id, object));
                 }
             }
+        }
+        // Checking the signatures is most of a big room's join (thousands of events): the
+        // work is spread over the runtime's threads.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let per_worker = candidates.len().div_ceil(workers).max(1);
+        let mut parts: Vec<Vec<(OwnedEventId, CanonicalJsonObject)>> = Vec::new();
+        let mut rest = candidates.into_iter().peekable();
+        while rest.peek().is_some() {
+            parts.push(rest.by_ref().take(per_worker).collect());
+        }
+        let tasks: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let (rooms, server, room_id, rules) =
+                    (self.clone(), server.clone(), room_id.to_owned(), rules.clone());
+                tokio::spawn(async move {
+                    let mut verified = Vec::with_capacity(part.len());
+                    for (event_id, object) in part {
+                        match rooms.verified(&event_id, &room_id, &rules, object).await? {
+                            Ok(event) => verified.push((event_id.to_string(), event)),
+                            Err(reason) => {
+                                tracing::info!(%server, %event_id, %reason, "send_join event dropped");
+                            }
+                        }
+                    }
+                    Ok::<_, Error>(verified)
+                })
+            })
+            .collect();
+        let mut events: HashMap<String, (Pdu, String)> = HashMap::new();
+        for task in tasks {
+            let verified = task
+                .await
+                .map_err(|e| Error::internal(format!("verifying a join's events: {e}")))??;
+            events.extend(verified);
         }
         // Each event must be allowed by its own auth events.
         let by_id: HashMap<OwnedEventId, &Pdu> = events
