@@ -105,8 +105,8 @@ echo
 # Synapse, and one busy room's throughput both ways. An optimised build of the test harness
 # (profile bench-harness: release without LTO);
 # KITH_BENCH_MEMBERS, KITH_BENCH_STATE and KITH_BENCH_MESSAGES size the run (1,000 members,
-# 10,000 state events and 500 messages unless set; on two cores Synapse took 7 minutes to
-# reach 1,000 members and 3,400 state events, so a full-size run is long).
+# 10,000 state events and 500 messages unless set; on two cores Synapse takes about an hour
+# to build the full-size room, most of it for the state events past 3,400).
 echo
 echo "== federation (tests/tests/integration/bench_federation.rs)"
 (cd "$ROOT" && KITH_BENCH_MEMBERS="${KITH_BENCH_MEMBERS:-1000}" KITH_BENCH_STATE="${KITH_BENCH_STATE:-10000}" \

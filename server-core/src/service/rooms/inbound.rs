@@ -41,7 +41,7 @@ use serde_json::Value;
 
 use super::{
     Rooms,
-    timeline::{Placement, timeline_row},
+    timeline::{Placement, auth_keys, timeline_row},
 };
 
 /// How many events one `get_missing_events` asks for.
@@ -201,7 +201,7 @@ impl Rooms {
         // current state, so checks 4 and 5 are one; and only the entries the auth rules need
         // are read (a big room's state has thousands, and this runs for every PDU).
         if let Some(group) = self.follows_current(&room_id, &prev).await? {
-            let keys = match auth_keys(&rules, &pdu) {
+            let keys = match pdu_auth_keys(&rules, &pdu) {
                 Ok(keys) => keys,
                 Err(reason) => return self.rejected(&event_id, &room_id, reason).await,
             };
@@ -794,14 +794,14 @@ impl Rooms {
     }
 
     /// ruma's state-dependent auth rules for `pdu` against `state` (which needs at least
-    /// the entries at [`auth_keys`]). The inner error is the reason it is not allowed.
+    /// the entries at [`pdu_auth_keys`]). The inner error is the reason it is not allowed.
     pub(super) async fn auth_against(
         &self,
         rules: &RoomVersionRules,
         pdu: &Pdu,
         state: &StateIds,
     ) -> Result<Result<(), String>> {
-        let keys = match auth_keys(rules, pdu) {
+        let keys = match pdu_auth_keys(rules, pdu) {
             Ok(keys) => keys,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -943,14 +943,13 @@ fn resolve_states(
         .collect())
 }
 
-/// The (type, state_key) key of a state event.
-/// The state entries the auth rules read for `pdu`: its auth types and the create event.
-/// The error is why its content makes that impossible to say.
-fn auth_keys(
+/// The state entries the auth rules read for `pdu` (timeline.rs's [`auth_keys`] of its
+/// auth types). The error is why its content makes that impossible to say.
+fn pdu_auth_keys(
     rules: &RoomVersionRules,
     pdu: &Pdu,
 ) -> std::result::Result<Vec<(String, String)>, String> {
-    let auth_types = auth_types_for_event(
+    let types = auth_types_for_event(
         &pdu.kind,
         &pdu.sender,
         pdu.state_key.as_deref(),
@@ -958,14 +957,10 @@ fn auth_keys(
         &rules.authorization,
     )
     .map_err(|e| format!("its content is invalid: {e}"))?;
-    let mut keys: Vec<(String, String)> = auth_types
-        .into_iter()
-        .map(|(t, k)| (t.to_string(), k))
-        .collect();
-    keys.push(("m.room.create".to_owned(), String::new()));
-    Ok(keys)
+    Ok(auth_keys(&types).collect())
 }
 
+/// The (type, state_key) key of a state event.
 fn state_key_of(pdu: &Pdu) -> (String, String) {
     (
         pdu.kind.to_string(),
