@@ -61,7 +61,7 @@ pub struct Desktop {
     /// The window system (Tauri), once it runs.
     app: std::sync::OnceLock<AppHandle>,
     /// Until Tauri runs, the way to ask the main thread to start it (or to end).
-    wake: std::sync::Mutex<Option<std::sync::mpsc::Sender<Wake>>>,
+    wake: Option<std::sync::mpsc::Sender<Wake>>,
     /// The app's icon (RGBA, width, height), which the tray paints its status dot on.
     pub icon: Option<(Vec<u8>, u32, u32)>,
     /// The tray icon, on Linux (elsewhere it is Tauri's, found through `app`).
@@ -120,7 +120,7 @@ impl Desktop {
             logs,
             server: Mutex::new(None),
             app: std::sync::OnceLock::new(),
-            wake: std::sync::Mutex::new(wake),
+            wake,
             icon,
             #[cfg(target_os = "linux")]
             tray: std::sync::OnceLock::new(),
@@ -161,9 +161,8 @@ impl Desktop {
     }
 
     fn wake(&self, wake: Wake) {
-        let sender = self.wake.lock().ok().and_then(|slot| slot.clone());
-        if let Some(sender) = sender {
-            // The main thread may be starting Tauri already, which opens the window.
+        if let Some(sender) = &self.wake {
+            // Read by the main thread, or by Tauri's setup if it is starting already.
             let _ = sender.send(wake);
         }
     }

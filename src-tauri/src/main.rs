@@ -171,7 +171,7 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    run_tauri(context, desktop, window_now || LAZY_WINDOW_SYSTEM)
+    run_tauri(context, desktop, window_now || LAZY_WINDOW_SYSTEM, wake_rx)
 }
 
 /// Whether there is a display for the window (GTK's start fails, and ends the app,
@@ -183,7 +183,12 @@ fn has_display() -> bool {
 }
 
 /// Runs Tauri (on the main thread) until the app ends; `open` opens the window at once.
-fn run_tauri(context: tauri::Context, desktop: Arc<Desktop>, open: bool) -> std::process::ExitCode {
+fn run_tauri(
+    context: tauri::Context,
+    desktop: Arc<Desktop>,
+    open: bool,
+    wake: std::sync::mpsc::Receiver<Wake>,
+) -> std::process::ExitCode {
     let setup_desktop = desktop.clone();
     let mut builder = tauri::Builder::default();
     if !LAZY_WINDOW_SYSTEM {
@@ -236,6 +241,11 @@ fn run_tauri(context: tauri::Context, desktop: Arc<Desktop>, open: bool) -> std:
         .setup(move |app| {
             let handle = app.handle().clone();
             setup_desktop.attach(handle.clone());
+            // A Quit from the tray while Tauri was starting.
+            if wake.try_iter().any(|w| w == Wake::Quit) {
+                handle.exit(0);
+                return Ok(());
+            }
             if !LAZY_WINDOW_SYSTEM && let Err(e) = tray::tauri_tray::build(&handle, &setup_desktop)
             {
                 // No tray (no system tray): the app still runs.
