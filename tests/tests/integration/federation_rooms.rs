@@ -855,6 +855,15 @@ async fn typing_notices_cross_at_once_but_are_never_stored_for_a_server_that_is_
 async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
     let (one, mut two, alice, bob, room_id, _) = a_room_on_two_servers().await;
     let two_name = two.server_name().to_owned();
+    // What the room sent two so far (Alice's hello) has left one's outbox.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while queued_for(&one, &two_name).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one never emptied its outbox"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     two.take_server().stop().await.expect("two stops");
     for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
         let (status, body) = alice.send_text(&room_id, &format!("late{i}"), text).await;
