@@ -758,8 +758,11 @@ impl Checker {
             .map(|der| certificate::summarise(der))
             .collect();
         let leaf = report.certificates.first().cloned().unwrap_or_default();
-        let days_left = (leaf.not_after - now_ms() / 1000).div_euclid(86_400);
+        let now = now_ms() / 1000;
+        let days_left = (leaf.not_after - now).div_euclid(86_400);
         report.certificate_days_left = Some(days_left);
+        // Whole days since it expired: 3 days and a minute ago is "3 days ago".
+        let days_expired = (now - leaf.not_after).div_euclid(86_400);
         let covers = certificate::covers(&leaf, &target.tls_name);
         let names = if leaf.dns_names.is_empty() && leaf.ip_addresses.is_empty() {
             format!("no name (common name `{}`)", leaf.subject_common_name)
@@ -775,7 +778,7 @@ impl Checker {
         match &connection.facts.issue {
             None => {}
             Some(CertificateIssue::Expired) => outcome.problem(
-                format!("the certificate on {addr} expired {} days ago", -days_left),
+                format!("the certificate on {addr} expired {days_expired} days ago"),
                 "renew the certificate and install the new one where the server reads it",
             ),
             Some(CertificateIssue::NotValidYet) => outcome.problem(
@@ -905,7 +908,7 @@ impl Checker {
             (name, version) => format!("{name} {version}"),
         };
         let validity = if days_left < 0 {
-            format!("expired {} days ago", -days_left)
+            format!("expired {days_expired} days ago")
         } else {
             format!("{days_left} days left")
         };
