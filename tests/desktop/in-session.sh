@@ -9,6 +9,19 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 openbox >"$WORK/openbox.log" 2>&1 &
 PIDS+=($!)
 FAILED=0
+# The app ($APP_PID) ends within 15 s of a Quit ($1 says which), with status 0.
+expect_quit() {
+    for _ in $(seq 60); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.25; done
+    if kill -0 "$APP_PID" 2>/dev/null; then
+        echo "FAIL: $1 did not end the app"
+        FAILED=1
+    else
+        wait "$APP_PID"
+        local code=$?
+        echo "$1: exit status $code"
+        [ "$code" -eq 0 ] || FAILED=1
+    fi
+}
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 echo "--- tray: --hidden, status line (tooltip), menu, no OpenGL, Quit"
@@ -72,16 +85,7 @@ fi
 touch "$WORK/measured"
 wait "$WATCHER" || FAILED=1
 grep -E 'tray-check:|"event": "item"' "$WORK/tray-check.log" | tail -2
-for _ in $(seq 60); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.25; done
-if kill -0 "$APP_PID" 2>/dev/null; then
-    echo "FAIL: the app still runs after Quit"
-    FAILED=1
-else
-    wait "$APP_PID"
-    code=$?
-    echo "exit status after Quit: $code"
-    [ "$code" -eq 0 ] || FAILED=1
-fi
+expect_quit "Quit"
 if ls "$TRAY/home/.config/autostart/"*.desktop >/dev/null 2>&1; then
     echo "Start with my computer: $(ls "$TRAY/home/.config/autostart/") written"
     grep -q -- '--hidden' "$TRAY/home/.config/autostart/"*.desktop || { echo "FAIL: autostart does not start hidden"; FAILED=1; }
@@ -113,16 +117,7 @@ else
     tail -3 "$WORK/tray-late.log"
     FAILED=1
 fi
-for _ in $(seq 60); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.25; done
-if kill -0 "$APP_PID" 2>/dev/null; then
-    echo "FAIL: Quit from the tray, before any window, did not end the app"
-    FAILED=1
-else
-    wait "$APP_PID"
-    code=$?
-    echo "Quit before any window: exit status $code"
-    [ "$code" -eq 0 ] || FAILED=1
-fi
+expect_quit "Quit before any window"
 echo "--- no tray host: a second launch opens the window"
 HOME=$TRAY/home "$APP" --hidden --config "$TRAY/kith.toml" >"$WORK/app-no-tray-2.log" 2>&1 &
 APP_PID=$!
