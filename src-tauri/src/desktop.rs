@@ -243,7 +243,7 @@ impl Desktop {
         });
         *slot = Some((server, watch));
         drop(slot);
-        self.refresh_tray();
+        crate::tray::refresh(self);
         Ok(())
     }
 
@@ -257,7 +257,7 @@ impl Desktop {
             }
             server.stop().await?;
         }
-        self.refresh_tray();
+        crate::tray::refresh(self);
         Ok(())
     }
 
@@ -294,10 +294,6 @@ impl Desktop {
                 }
             }
         });
-    }
-
-    fn refresh_tray(self: &Arc<Self>) {
-        crate::tray::refresh(self);
     }
 }
 
