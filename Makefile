@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kith-target
 CARGO ?= cargo
 
-.PHONY: run test deps synapse lint lint-windows bench ui
+.PHONY: run test deps synapse lint lint-windows bench layout ui
 
 # Build tools the tests need (cargo-nextest), if missing.
 deps:
@@ -65,3 +65,8 @@ lint-windows: ui
 # Numbers, not pass/fail: the same load run against Kith and Synapse (tests/bench/).
 bench:
 	tests/bench/run.sh
+
+# Rewrites server-core/kith.order, the order of the release binary's functions (which the
+# idle server's memory depends on), from a run under Valgrind. After dependency updates.
+layout:
+	tests/bench/layout.sh

@@ -1,6 +1,8 @@
 //! Embeds the built UI (`ui/dist/`, made by `npm run build` in `ui/`) so that `kith serve`
 //! serves it at `/_kith/` from the binary alone. Without a build, the server answers there
 //! with a page saying how to make one.
+//!
+//! Also hands the linker `kith.order`, the order of the release binary's functions.
 
 use std::{
     env, fs,
@@ -35,6 +37,27 @@ fn main() {
     code.push_str("];\n");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it")).join("ui_files.rs");
     fs::write(out, code).expect("write ui_files.rs");
+    link_order(&manifest);
+}
+
+/// Places the functions that an idle server runs next to each other in the `kith` binary,
+/// so that far fewer pages of its code are resident (tests/bench/layout.sh, which writes
+/// `kith.order`, says why). Optimised builds only, and only on x86_64 Linux, where rustc
+/// links with rust-lld by default: other linkers lack the flag. Names in the file that no
+/// longer match a function are skipped.
+fn link_order(manifest: &Path) {
+    let order = manifest.join("kith.order");
+    println!("cargo:rerun-if-changed={}", order.display());
+    let target = env::var("TARGET").unwrap_or_default();
+    let optimised = env::var("OPT_LEVEL").is_ok_and(|level| level != "0");
+    if target != "x86_64-unknown-linux-gnu" || !optimised || !order.is_file() {
+        return;
+    }
+    println!(
+        "cargo:rustc-link-arg-bin=kith=-Wl,--symbol-ordering-file={}",
+        order.display()
+    );
+    println!("cargo:rustc-link-arg-bin=kith=-Wl,--no-warn-symbol-ordering");
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {

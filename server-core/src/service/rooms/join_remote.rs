@@ -8,7 +8,7 @@
 //! state and auth chain are kept as outliers; the join is appended to the timeline with
 //! that state before it, so `/sync` shows the room with its state at once.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
@@ -62,6 +62,7 @@ impl Rooms {
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<()> {
+        let started = Instant::now();
         let (version, template) = self
             .federation
             .make_join(server, room_id, user_id, SUPPORTED_VERSIONS)
@@ -72,10 +73,12 @@ impl Rooms {
             .await?;
         let event_json = serde_json::to_value(&event)?;
 
+        let asked = Instant::now();
         let answer = self
             .federation
             .send_join(server, room_id, &event_id, &event_json)
             .await?;
+        let answered = Instant::now();
 
         // The resident server may have co-signed our join (restricted rooms): use its copy
         // when it is the same event.
@@ -96,6 +99,7 @@ impl Rooms {
         let received = self
             .checked_events(server, room_id, &rules, &answer)
             .await?;
+        let checked = Instant::now();
         let state: StateIds = answer
             .get("state")
             .and_then(Value::as_array)
@@ -166,6 +170,16 @@ impl Rooms {
         };
         self.append(join, join_json, None, None, placement, false)
             .await?;
+        // How long each part took: the resident server's answer is often most of it.
+        let ms = |from: Instant, to: Instant| to.duration_since(from).as_millis();
+        tracing::info!(
+            %server, %room_id, events = received.len(),
+            make_join_ms = ms(started, asked),
+            send_join_ms = ms(asked, answered),
+            check_ms = ms(answered, checked),
+            store_ms = ms(checked, Instant::now()),
+            "joined a room on another server"
+        );
         Ok(())
     }
 
