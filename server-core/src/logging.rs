@@ -13,8 +13,10 @@ use tracing_subscriber::{
     Layer, filter::Targets, layer::Context, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
-/// What is logged unless `RUST_LOG` says otherwise.
-pub const DEFAULT_LOG: &str = "info,ruma_state_res=warn";
+/// What is logged unless `RUST_LOG` says otherwise. ruma's state resolution and push rules
+/// open info-level spans for every step (push rules one per field of every event, for every
+/// recipient): kept, their fields would be formatted each time, for nothing in the log.
+pub const DEFAULT_LOG: &str = "info,ruma_state_res=warn,ruma_common=warn";
 
 /// Lines kept for the dashboard.
 const KEPT: usize = 2000;

@@ -44,9 +44,20 @@ pub struct ServerIdentity {
     pub signing_key: Ed25519KeyPair,
 }
 
-/// Every service, built once. Cheap to clone.
+/// Every service, built once: a handle to [`AllServices`]. The router clones it for every
+/// request, so a clone is one reference count, not one per service.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<AllServices>);
+
+impl std::ops::Deref for Services {
+    type Target = AllServices;
+    fn deref(&self) -> &AllServices {
+        &self.0
+    }
+}
+
+/// Every service, built once.
+pub struct AllServices {
     /// The configuration the server started with.
     pub config: Arc<Config>,
     /// Server name and signing key.
@@ -151,7 +162,7 @@ impl Services {
             rooms.clone(),
             e2ee.clone(),
         );
-        Ok(Self {
+        Ok(Self(Arc::new(AllServices {
             config,
             identity,
             notifier,
@@ -167,6 +178,6 @@ impl Services {
             federation,
             health,
             dashboard,
-        })
+        })))
     }
 }

@@ -75,7 +75,7 @@ async fn a_room_with_members_and_state_is_joined_from_kith_and_synapse_and_carri
     let state = env_number("KITH_BENCH_STATE", 60);
     let messages = env_number("KITH_BENCH_MESSAGES", 20);
     // Kith's log on standard error (seen with --nocapture): its join says what took how long.
-    kith_server_core::logging::init();
+    kith::logging::init();
     let host = Synapse::start().await;
     let other = Synapse::start().await;
     let kith = TestServer::start_federating().await;

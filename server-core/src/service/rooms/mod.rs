@@ -60,6 +60,8 @@ pub struct Rooms {
     locks: Arc<Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>>,
     /// Message events waiting for their room's lock (batch.rs).
     queues: Arc<batch::SendQueues>,
+    /// Current state events that new events were checked against (timeline.rs).
+    state_cache: Arc<timeline::StateCache>,
 }
 
 impl Rooms {
@@ -81,6 +83,7 @@ impl Rooms {
             federation,
             locks: Arc::default(),
             queues: Arc::default(),
+            state_cache: Arc::default(),
         }
     }
 

@@ -119,6 +119,46 @@ pub(super) struct Built {
     pub(super) json: String,
 }
 
+/// The state events that new events were last checked against, by event ID: each message
+/// is checked against its sender's membership, the power levels and the create event, and
+/// these rarely change. Events are immutable but for redaction, which empties the cache.
+#[derive(Default)]
+pub(super) struct StateCache(std::sync::Mutex<HashMap<String, Pdu>>);
+
+/// Events kept at most; when full, the cache starts again empty.
+const STATE_CACHE_EVENTS: usize = 512;
+
+impl StateCache {
+    /// The cached events of `ids`, and the IDs that are not cached.
+    fn get(&self, ids: Vec<String>) -> (Vec<Pdu>, Vec<String>) {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing = Vec::new();
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            match cache.get(&id) {
+                Some(pdu) => found.push(pdu.clone()),
+                None => missing.push(id),
+            }
+        }
+        (found, missing)
+    }
+
+    fn insert(&self, pdus: &[Pdu]) {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() + pdus.len() > STATE_CACHE_EVENTS {
+            cache.clear();
+        }
+        for pdu in pdus {
+            cache.insert(pdu.event_id.to_string(), pdu.clone());
+        }
+    }
+
+    /// Forgets every event (after a redaction, which changes its target's content).
+    pub(super) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 impl Rooms {
     /// Sends an event as `sender`, idempotently per transaction id. Returns the event ID.
     pub async fn send(
@@ -228,8 +268,8 @@ impl Rooms {
         Ok((head, stored.earlier))
     }
 
-    /// The current state events at these (type, state_key) keys, in one read; keys with
-    /// nothing set are left out.
+    /// The current state events at these (type, state_key) keys, in at most one read; keys
+    /// with nothing set are left out.
     pub(super) async fn state_events(
         &self,
         head: &Head,
@@ -241,9 +281,13 @@ impl Rooms {
             .collect();
         ids.sort();
         ids.dedup();
-        Ok(self
-            .pdus(ids)
-            .await?
+        let (mut pdus, missing) = self.state_cache.get(ids);
+        if !missing.is_empty() {
+            let loaded = self.pdus(missing).await?;
+            self.state_cache.insert(&loaded);
+            pdus.extend(loaded);
+        }
+        Ok(pdus
             .into_iter()
             .map(|pdu| {
                 (
@@ -449,7 +493,11 @@ impl Rooms {
         };
         let mut event = timeline_row(&pdu, json, notifies, redaction, txn, placement);
         event.share_with_room = local.then(|| ours.to_owned());
+        let redacts = event.redaction.is_some();
         let (_, destinations) = self.store.events().append(event).await?;
+        if redacts {
+            self.state_cache.clear();
+        }
         self.notifier.notify();
         for destination in &destinations {
             self.federation.wake(destination);
