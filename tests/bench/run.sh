@@ -2,7 +2,8 @@
 # `make bench`: the same workload (tests/bench/src/main.rs) against Kith and against Synapse,
 # one after the other on this machine, then a table with the ratios. Both servers use SQLite
 # and listen on loopback only. Synapse comes from PyPI into a cached venv; its rate limits are
-# raised so that they do not cap the figures.
+# raised so that they do not cap the figures. KITH_BENCH_SKIP_FEDERATION=1 stops after the
+# single-server table.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -42,6 +43,13 @@ BENCH="$TARGET/release/kith-bench"
 for bin in "$KITH" "$BENCH"; do
     [ -x "$bin" ] || { echo "bench: $bin is missing; run without KITH_BENCH_SKIP_BUILD" >&2; exit 1; }
 done
+# The idle figure depends on server-core/kith.order naming the binary's functions; code
+# changes rename some of them (`make layout` writes the file again).
+ORDER="$ROOT/server-core/kith.order"
+if [ -f "$ORDER" ]; then
+    FOUND="$(nm --defined-only "$KITH" | awk '{print $3}' | sort -u | comm -12 - <(sort -u "$ORDER") | wc -l)"
+    echo "== kith.order: $FOUND of $(sort -u "$ORDER" | wc -l) functions are in this binary"
+fi
 
 echo "== Synapse from PyPI (cached venv, tests/synapse/install.sh)"
 VENV="${KITH_SYNAPSE_VENV:-$HOME/.cache/kith/synapse-venv}"
@@ -100,6 +108,8 @@ echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 echo "Kith $(git -C "$ROOT" rev-parse --short HEAD) (release build) vs Synapse $SYNAPSE_VERSION (SQLite); both on loopback"
 echo
 "$BENCH" table "$WORK/kith.json" "$WORK/synapse.json"
+
+if [ -n "${KITH_BENCH_SKIP_FEDERATION:-}" ]; then exit 0; fi
 
 # Federation (issue 4): joining a big room hosted on Synapse, from Kith and from a second
 # Synapse, and one busy room's throughput both ways. An optimised build of the test harness
