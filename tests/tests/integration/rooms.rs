@@ -107,6 +107,101 @@ async fn duplicate_transaction_id_returns_the_same_event_and_sends_once() {
     assert_eq!(event["unsigned"]["transaction_id"], "same");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_among_sends_in_flight_takes_effect_between_two_of_them() {
+    // A batch of messages commits while the next one is built on it (batch.rs); a ban
+    // must wait for the batches in flight, and every batch after it must see it.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    assert_eq!(bob.join(&room).await.0, 200);
+
+    let mut sends = Vec::new();
+    for i in 0..120 {
+        let sender = if i % 2 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
+        let room_id = room.clone();
+        sends.push(tokio::spawn(async move {
+            let body = format!("{} {i}", if i % 2 == 0 { "alice" } else { "bob" });
+            let (status, answer) = sender.send_text(&room_id, &format!("t{i}"), &body).await;
+            (body, status, answer)
+        }));
+        if i == 60 {
+            let (alice, room, bob_id) = (alice.clone(), room.clone(), bob.user_id.clone());
+            sends.push(tokio::spawn(async move {
+                let (status, answer) = alice
+                    .post(
+                        &format!("/_matrix/client/v3/rooms/{room}/ban"),
+                        json!({ "user_id": bob_id }),
+                    )
+                    .await;
+                ("the ban".to_owned(), status, answer)
+            }));
+        }
+    }
+    let mut stored = std::collections::BTreeSet::new();
+    for send in sends {
+        let (body, status, answer) = send.await.expect("send task");
+        match status {
+            200 => {
+                stored.insert(body);
+            }
+            _ => {
+                assert!(body.starts_with("bob"), "{body}: {status} {answer}");
+                assert_eq!(answer["errcode"], "M_FORBIDDEN", "{body}: {answer}");
+            }
+        }
+    }
+    assert!(stored.contains("the ban"));
+    for i in (0..120).step_by(2) {
+        assert!(
+            stored.contains(&format!("alice {i}")),
+            "alice {i} was not stored"
+        );
+    }
+
+    // The timeline, oldest first: every message that was answered 200 is in it once, and
+    // none of Bob's comes after his ban.
+    let (status, page) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=500"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut timeline: Vec<String> = page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| match e["type"].as_str() {
+            Some("m.room.message") => e["content"]["body"].as_str().map(str::to_owned),
+            Some("m.room.member") if e["content"]["membership"] == "ban" => {
+                Some("the ban".to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    timeline.reverse();
+    let banned_at = timeline
+        .iter()
+        .position(|b| b == "the ban")
+        .expect("the ban in the timeline");
+    assert!(
+        !timeline[banned_at..].iter().any(|b| b.starts_with("bob")),
+        "a message of Bob's after his ban: {timeline:?}"
+    );
+    let listed: std::collections::BTreeSet<String> = timeline.iter().cloned().collect();
+    assert_eq!(
+        listed.len(),
+        timeline.len(),
+        "a message twice: {timeline:?}"
+    );
+    assert_eq!(listed, stored);
+}
+
 #[tokio::test]
 async fn many_sends_at_once_to_one_room_are_each_stored_once_and_answered_alone() {
     // Sends waiting for the room's lock are stored together (service/rooms/batch.rs): each

@@ -62,6 +62,8 @@ pub struct Rooms {
     queues: Arc<batch::SendQueues>,
     /// Current state events that new events were checked against (timeline.rs).
     state_cache: Arc<timeline::StateCache>,
+    /// Each room's newest batch of messages that may still be committing (batch.rs).
+    tails: Arc<batch::Tails>,
 }
 
 impl Rooms {
@@ -84,10 +86,20 @@ impl Rooms {
             locks: Arc::default(),
             queues: Arc::default(),
             state_cache: Arc::default(),
+            tails: Arc::default(),
         }
     }
 
+    /// The room's lock, for a write that reads the room from the database: once it is
+    /// held, the room's batches of messages in flight have committed (or failed).
     async fn lock(&self, room_id: &RoomId) -> tokio::sync::OwnedMutexGuard<()> {
+        let guard = self.lock_queue(room_id).await;
+        self.tail_committed(room_id).await;
+        guard
+    }
+
+    /// The room's lock alone, for the batch that builds on the room's tail (batch.rs).
+    async fn lock_queue(&self, room_id: &RoomId) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
             locks.entry(room_id.to_owned()).or_default().clone()
