@@ -45,6 +45,8 @@ const MAX_BATCH: usize = 64;
 
 /// A message event waiting for its room's lock.
 pub(super) struct PendingSend {
+    /// Tells the sends apart.
+    id: u64,
     sender: OwnedUserId,
     draft: EventDraft,
     txn: Option<Txn>,
@@ -128,31 +130,39 @@ impl Rooms {
         txn: Option<Txn>,
     ) -> Result<OwnedEventId> {
         let (reply, mut answer) = oneshot::channel();
+        let id = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
         self.queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(room_id.clone())
             .or_default()
             .push(PendingSend {
+                id,
                 sender,
                 draft,
                 txn,
                 reply,
             });
-        // Until our send is answered: whoever holds the lock stores the queue (at most
-        // MAX_BATCH at a time), ours included unless an earlier holder took it.
+        // Until our send is taken: whoever holds the lock takes the queue (at most
+        // MAX_BATCH at a time), ours included unless an earlier holder took it. Then its
+        // answer comes once its batch has committed.
         loop {
             tokio::select! {
                 biased;
                 done = &mut answer => return done.map_err(|_| dropped())?,
                 guard = self.lock_queue(&room_id) => {
                     let batch = self.take_batch(&room_id);
+                    let ours = batch.is_empty() || batch.iter().any(|p| p.id == id);
                     if !batch.is_empty() {
                         self.store_batch(&room_id, batch, guard).await;
+                    }
+                    if ours {
+                        break;
                     }
                 }
             }
         }
+        answer.await.map_err(|_| dropped())?
     }
 
     fn take_batch(&self, room_id: &RoomId) -> Vec<PendingSend> {
@@ -396,8 +406,8 @@ fn failed_with(
     }
 }
 
-/// Numbers the batches, so that a finished batch clears its room's tail only if no later
-/// batch has taken its place.
+/// Numbers the sends and the batches; a finished batch clears its room's tail only if no
+/// later batch has taken its place.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The stored key of a client transaction: (user, device, scope, txn id).
