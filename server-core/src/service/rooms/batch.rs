@@ -261,11 +261,14 @@ impl Rooms {
 
     /// The room's tail, if a batch of it may not be committed yet.
     fn tail(&self, room_id: &RoomId) -> Option<Tail> {
-        self.tails
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(room_id)
-            .cloned()
+        let mut tails = self.tails.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = tails.get(room_id)?;
+        if tail.committed.borrow().is_none() && tail.committed.has_changed().is_err() {
+            // Its task ended without a word (a panic): nothing of it was stored.
+            tails.remove(room_id);
+            return None;
+        }
+        Some(tail.clone())
     }
 
     /// Stores a batch's events in one transaction, then wakes syncs and the outbox.
