@@ -200,6 +200,36 @@ async fn a_ban_among_sends_in_flight_takes_effect_between_two_of_them() {
         "a message twice: {timeline:?}"
     );
     assert_eq!(listed, stored);
+
+    // And the room's graph is one chain in that order: each event follows the one before
+    // it, so no event was built on a room that had moved on.
+    let mut ids: Vec<String> = page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.reverse();
+    let ids: Vec<_> = ids
+        .iter()
+        .map(|id| matrix_sdk::ruma::EventId::parse(id).expect("event ID"))
+        .collect();
+    let pdus = server
+        .server()
+        .services()
+        .rooms
+        .pdu_json(&ids)
+        .await
+        .expect("stored events");
+    assert_eq!(pdus.len(), ids.len());
+    for (i, pdu) in pdus.iter().enumerate().skip(1) {
+        assert_eq!(
+            pdu["prev_events"],
+            json!([ids[i - 1].as_str()]),
+            "event {i} of {}: {pdu}",
+            ids.len()
+        );
+    }
 }
 
 #[tokio::test]
