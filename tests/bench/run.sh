@@ -117,6 +117,7 @@ if [ -n "${KITH_BENCH_SKIP_FEDERATION:-}" ]; then exit 0; fi
 # KITH_BENCH_MEMBERS, KITH_BENCH_STATE and KITH_BENCH_MESSAGES size the run (1,000 members,
 # 10,000 state events and 500 messages unless set; on two cores Synapse takes about an hour
 # to build the full-size room, most of it for the state events past 3,400).
+# KITH_BENCH_KEEP_ROOM=DIR keeps the host Synapse and its room in DIR for the next run.
 echo
 echo "== federation (tests/tests/integration/bench_federation.rs)"
 (cd "$ROOT" && KITH_BENCH_MEMBERS="${KITH_BENCH_MEMBERS:-1000}" KITH_BENCH_STATE="${KITH_BENCH_STATE:-10000}" \

@@ -17,7 +17,9 @@ use crate::{Client, free_port};
 /// A running Synapse. Killed when dropped.
 pub struct Synapse {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    /// The data dir: a temp dir, removed when dropped, or one that outlives the run.
+    _temp: Option<tempfile::TempDir>,
+    path: PathBuf,
     python: PathBuf,
     /// `localhost:PORT` (the federation port).
     pub server_name: String,
@@ -59,25 +61,81 @@ impl Synapse {
         Self::start_configured(false, Some((cert_pem, key_pem))).await
     }
 
+    /// [`Self::start`] on a data dir that outlives the run, for a benchmark that builds a
+    /// big room once: the first start configures it and notes its ports in `ports`; later
+    /// starts keep its config, data and ports.
+    pub async fn start_kept(dir: &Path) -> Synapse {
+        std::fs::create_dir_all(dir).expect("Synapse's kept data dir");
+        let noted = std::fs::read_to_string(dir.join("ports"))
+            .ok()
+            .and_then(|text| {
+                let mut ports = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+                Some((ports.next()??, ports.next()??))
+            });
+        let (federation_port, client_port) = match noted {
+            Some(ports) => ports,
+            None => {
+                let ports = (free_port(), free_port());
+                write_config(dir, ports, false, None);
+                std::fs::write(dir.join("ports"), format!("{} {}\n", ports.0, ports.1))
+                    .expect("note Synapse's ports");
+                ports
+            }
+        };
+        let mut synapse = Synapse {
+            child: None,
+            _temp: None,
+            path: dir.to_owned(),
+            python: python(),
+            server_name: format!("localhost:{federation_port}"),
+            client_url: format!("http://127.0.0.1:{client_port}"),
+        };
+        synapse.launch().await;
+        synapse
+    }
+
     async fn start_configured(presence: bool, certificate: Option<(&str, &str)>) -> Synapse {
-        let python = python();
         let dir = tempfile::tempdir().expect("temp dir");
-        let federation_port = free_port();
-        let client_port = free_port();
-        let server_name = format!("localhost:{federation_port}");
-        let path = dir.path();
-        // The config Synapse's `--generate-config` would write, without the second Python
-        // start-up it costs: its own secrets, an SQLite database, and a signing key in
-        // Synapse's format (`ed25519 <version> <unpadded base64 seed>`; any 43 base64
-        // characters are a 32-byte seed).
-        let signing_key = path.join("signing.key");
-        std::fs::write(
-            &signing_key,
-            format!("ed25519 a_kith {}\n", kith::crypto::random_string(43)),
-        )
-        .expect("write Synapse's signing key");
-        let base = format!(
-            r#"server_name: "{server_name}"
+        let (federation_port, client_port) = (free_port(), free_port());
+        write_config(
+            dir.path(),
+            (federation_port, client_port),
+            presence,
+            certificate,
+        );
+        let mut synapse = Synapse {
+            child: None,
+            path: dir.path().to_owned(),
+            _temp: Some(dir),
+            python: python(),
+            server_name: format!("localhost:{federation_port}"),
+            client_url: format!("http://127.0.0.1:{client_port}"),
+        };
+        synapse.launch().await;
+        synapse
+    }
+}
+
+/// Writes Synapse's config into `path`: its server name is `localhost:FEDERATION_PORT`.
+fn write_config(
+    path: &Path,
+    (federation_port, client_port): (u16, u16),
+    presence: bool,
+    certificate: Option<(&str, &str)>,
+) {
+    let server_name = format!("localhost:{federation_port}");
+    // The config Synapse's `--generate-config` would write, without the second Python
+    // start-up it costs: its own secrets, an SQLite database, and a signing key in
+    // Synapse's format (`ed25519 <version> <unpadded base64 seed>`; any 43 base64
+    // characters are a 32-byte seed).
+    let signing_key = path.join("signing.key");
+    std::fs::write(
+        &signing_key,
+        format!("ed25519 a_kith {}\n", kith::crypto::random_string(43)),
+    )
+    .expect("write Synapse's signing key");
+    let base = format!(
+        r#"server_name: "{server_name}"
 pid_file: "{dir}/homeserver.pid"
 database: {{name: sqlite3, args: {{database: "{dir}/homeserver.db"}}}}
 media_store_path: "{dir}/media_store"
@@ -86,29 +144,29 @@ macaroon_secret_key: "{macaroon}"
 form_secret: "{form}"
 registration_shared_secret: "{shared}"
 "#,
-            dir = path.display(),
-            key = signing_key.display(),
-            macaroon = kith::crypto::random_string(40),
-            form = kith::crypto::random_string(40),
-            shared = kith::crypto::random_string(40),
-        );
-        std::fs::write(path.join("homeserver.yaml"), base).expect("write Synapse's config");
-        let cert = path.join("tls.crt");
-        let key = path.join("tls.key");
-        let bind = match certificate {
-            Some((cert_pem, key_pem)) => {
-                std::fs::write(&cert, cert_pem).expect("write Synapse's certificate");
-                std::fs::write(&key, key_pem).expect("write Synapse's key");
-                "['127.0.0.1', '::1']"
-            }
-            None => {
-                kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
-                    .expect("a certificate for Synapse");
-                "['127.0.0.1']"
-            }
-        };
-        let overrides = format!(
-            r#"
+        dir = path.display(),
+        key = signing_key.display(),
+        macaroon = kith::crypto::random_string(40),
+        form = kith::crypto::random_string(40),
+        shared = kith::crypto::random_string(40),
+    );
+    std::fs::write(path.join("homeserver.yaml"), base).expect("write Synapse's config");
+    let cert = path.join("tls.crt");
+    let key = path.join("tls.key");
+    let bind = match certificate {
+        Some((cert_pem, key_pem)) => {
+            std::fs::write(&cert, cert_pem).expect("write Synapse's certificate");
+            std::fs::write(&key, key_pem).expect("write Synapse's key");
+            "['127.0.0.1', '::1']"
+        }
+        None => {
+            kith::crypto::load_or_create_self_signed(&cert, &key, "localhost")
+                .expect("a certificate for Synapse");
+            "['127.0.0.1']"
+        }
+    };
+    let overrides = format!(
+        r#"
 listeners:
   - port: {federation_port}
     type: http
@@ -144,23 +202,15 @@ rc_login:
   failed_attempts: {{per_second: 1000, burst_count: 1000}}
 rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_limit: 1000, concurrent: 100}}
 "#,
-            cert = cert.display(),
-            key = key.display(),
-        );
-        std::fs::write(path.join("kith-test.yaml"), overrides).expect("write overrides");
-        let mut synapse = Synapse {
-            child: None,
-            dir,
-            python,
-            server_name,
-            client_url: format!("http://127.0.0.1:{client_port}"),
-        };
-        synapse.launch().await;
-        synapse
-    }
+        cert = cert.display(),
+        key = key.display(),
+    );
+    std::fs::write(path.join("kith-test.yaml"), overrides).expect("write overrides");
+}
 
+impl Synapse {
     async fn launch(&mut self) {
-        let path = self.dir.path();
+        let path = &self.path;
         let log = std::fs::File::create(path.join("stdout.log")).expect("log file");
         let child = Command::new(&self.python)
             .args(["-m", "synapse.app.homeserver"])
@@ -199,7 +249,7 @@ rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_li
 
     /// The end of Synapse's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let path = self.dir.path();
+        let path = &self.path;
         let mut text = String::new();
         for name in ["stdout.log", "homeserver.log"] {
             if let Ok(log) = std::fs::read_to_string(path.join(name)) {
