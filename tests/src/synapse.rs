@@ -114,6 +114,88 @@ impl Synapse {
         synapse.launch().await;
         synapse
     }
+
+    async fn launch(&mut self) {
+        let path = &self.path;
+        let log = std::fs::File::create(path.join("stdout.log")).expect("log file");
+        let child = Command::new(&self.python)
+            .args(["-m", "synapse.app.homeserver"])
+            .arg("-c")
+            .arg(path.join("homeserver.yaml"))
+            .arg("-c")
+            .arg(path.join("kith-test.yaml"))
+            .current_dir(path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("Synapse starts");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let url = format!("{}/_matrix/client/versions", self.client_url);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("Synapse exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Synapse did not start in 180 s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The end of Synapse's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let path = &self.path;
+        let mut text = String::new();
+        for name in ["stdout.log", "homeserver.log"] {
+            if let Ok(log) = std::fs::read_to_string(path.join(name)) {
+                let lines: Vec<&str> = log.lines().collect();
+                let start = lines.len().saturating_sub(40);
+                text.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
+            }
+        }
+        text
+    }
+
+    /// An anonymous client of this Synapse.
+    pub fn anonymous(&self) -> Client {
+        Client::anonymous_at(&self.client_url)
+    }
+
+    /// Registers `name` and returns the logged-in client.
+    pub async fn register(&self, name: &str) -> Client {
+        self.anonymous().register(name).await
+    }
+
+    /// Stops Synapse (SIGKILL: an outage, not a shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Synapse again on the same data and ports.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Writes Synapse's config into `path`: its server name is `localhost:FEDERATION_PORT`.
@@ -206,88 +288,4 @@ rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_li
         key = key.display(),
     );
     std::fs::write(path.join("kith-test.yaml"), overrides).expect("write overrides");
-}
-
-impl Synapse {
-    async fn launch(&mut self) {
-        let path = &self.path;
-        let log = std::fs::File::create(path.join("stdout.log")).expect("log file");
-        let child = Command::new(&self.python)
-            .args(["-m", "synapse.app.homeserver"])
-            .arg("-c")
-            .arg(path.join("homeserver.yaml"))
-            .arg("-c")
-            .arg(path.join("kith-test.yaml"))
-            .current_dir(path)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("Synapse starts");
-        self.child = Some(child);
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let url = format!("{}/_matrix/client/versions", self.client_url);
-        loop {
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("Synapse exited with {status}:\n{}", self.log_tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Synapse did not start in 180 s:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The end of Synapse's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let path = &self.path;
-        let mut text = String::new();
-        for name in ["stdout.log", "homeserver.log"] {
-            if let Ok(log) = std::fs::read_to_string(path.join(name)) {
-                let lines: Vec<&str> = log.lines().collect();
-                let start = lines.len().saturating_sub(40);
-                text.push_str(&format!("--- {name}\n{}\n", lines[start..].join("\n")));
-            }
-        }
-        text
-    }
-
-    /// An anonymous client of this Synapse.
-    pub fn anonymous(&self) -> Client {
-        Client::anonymous_at(&self.client_url)
-    }
-
-    /// Registers `name` and returns the logged-in client.
-    pub async fn register(&self, name: &str) -> Client {
-        self.anonymous().register(name).await
-    }
-
-    /// Stops Synapse (SIGKILL: an outage, not a shutdown).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts Synapse again on the same data and ports.
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
-}
-
-impl Drop for Synapse {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
