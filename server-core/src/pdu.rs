@@ -6,11 +6,17 @@
 //! client format (spec: client-server-api/_index.md, "Room Event Format").
 
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
-    UserId, events::TimelineEventType,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    OwnedRoomId, OwnedUserId, RoomId, SigningKeyAlgorithm, UInt, UserId,
+    canonical_json::redact,
+    events::TimelineEventType,
+    room_version_rules::RoomVersionRules,
+    serde::{Base64, base64::UrlSafe},
+    signatures::{PublicKeyMap, Verified, content_hash, verify_canonical_json_bytes},
 };
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
+use sha2::{Digest, Sha256};
 
 /// A stored event, with the fields auth and the client format need.
 #[derive(Debug, Clone, Deserialize)]
@@ -184,5 +190,223 @@ impl ruma::state_res::Event for Pdu {
     }
     fn rejected(&self) -> bool {
         false
+    }
+}
+
+/// The largest PDU, in bytes of canonical JSON (spec: client-server-api/_index.md, "Size
+/// limits"; server-server-api.md, "PDUs").
+const MAX_PDU_BYTES: usize = 65_535;
+
+/// A received event's ID and the bytes its signatures cover.
+///
+/// Both come from one canonical JSON: the event redacted, without `signatures` and
+/// `unsigned` (spec: server-server-api.md, "Calculating the reference hash for an event";
+/// appendices.md, "Signing Events"). ruma's `reference_hash` and `verify_event` each make
+/// it again; checking the thousands of events of a big room's join makes it once.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// `$` and the URL-safe base64 of the SHA-256 (room versions 4 and later).
+    pub event_id: OwnedEventId,
+    signed: String,
+}
+
+impl Reference {
+    /// The reference of an event in PDU format; the error says why there is none.
+    pub fn of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<Self, String> {
+        let mut redacted =
+            redact(object.clone(), &rules.redaction, None).map_err(|e| e.to_string())?;
+        redacted.remove("signatures");
+        redacted.remove("unsigned");
+        let signed = serde_json::to_string(&redacted).map_err(|e| e.to_string())?;
+        if signed.len() > MAX_PDU_BYTES {
+            return Err("the event is larger than 65,535 bytes".to_owned());
+        }
+        let hash = Base64::<UrlSafe, _>::new(Sha256::digest(signed.as_bytes())).encode();
+        let event_id = EventId::parse(format!("${hash}")).map_err(|e| e.to_string())?;
+        Ok(Self { event_id, signed })
+    }
+}
+
+/// Checks a received event's signatures and content hash, as ruma's `verify_event` does,
+/// with the signed bytes of its [`Reference`] (spec: server-server-api.md, "Validating
+/// hashes and signatures on received events"). Every server named must have signed it with
+/// at least one key in `keys`, and every signature by a key in `keys` must hold.
+/// `Verified::Signatures` means the content hash does not match: the event is to be kept
+/// redacted. The error is a rejection reason.
+pub fn verify(
+    object: &CanonicalJsonObject,
+    reference: &Reference,
+    servers: impl IntoIterator<Item = impl AsRef<str>>,
+    keys: &PublicKeyMap,
+) -> Result<Verified, String> {
+    let Some(CanonicalJsonValue::Object(signatures)) = object.get("signatures") else {
+        return Err("it has no signatures".to_owned());
+    };
+    let Some(CanonicalJsonValue::String(hash)) = object.get("hashes").and_then(|h| match h {
+        CanonicalJsonValue::Object(h) => h.get("sha256"),
+        _ => None,
+    }) else {
+        return Err("it has no sha256 content hash".to_owned());
+    };
+    for server in servers {
+        let server = server.as_ref();
+        let Some(CanonicalJsonValue::Object(by_key)) = signatures.get(server) else {
+            return Err(format!("it has no signature of {server}"));
+        };
+        let known = keys.get(server);
+        let mut checked = false;
+        for (key_id, signature) in by_key {
+            let Some(key) = known.and_then(|k| k.get(key_id)) else {
+                continue;
+            };
+            if !key_id.starts_with("ed25519:") {
+                continue;
+            }
+            let CanonicalJsonValue::String(signature) = signature else {
+                return Err(format!("its signature {server} {key_id} is not a string"));
+            };
+            let signature = Base64::<ruma::serde::base64::Standard>::parse(signature)
+                .map_err(|_| format!("its signature {server} {key_id} is not base64"))?;
+            verify_canonical_json_bytes(
+                &SigningKeyAlgorithm::Ed25519,
+                key.as_bytes(),
+                signature.as_bytes(),
+                reference.signed.as_bytes(),
+            )
+            .map_err(|e| format!("its signature {server} {key_id} does not verify: {e}"))?;
+            checked = true;
+        }
+        if !checked {
+            return Err(format!(
+                "it has no signature of {server} by a key known here"
+            ));
+        }
+    }
+    let computed = content_hash(object).map_err(|e| e.to_string())?;
+    Ok(match Base64::<ruma::serde::base64::Standard>::parse(hash) {
+        Ok(given) if given.as_bytes() == computed.as_bytes() => Verified::All,
+        _ => Verified::Signatures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ruma::{
+        RoomVersionId,
+        signatures::{Ed25519KeyPair, hash_and_sign_event, reference_hash, verify_event},
+    };
+
+    use super::*;
+
+    fn signed_event(
+        rules: &RoomVersionRules,
+        key: &Ed25519KeyPair,
+        body: &str,
+    ) -> CanonicalJsonObject {
+        let value = json!({
+            "auth_events": ["$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+            "content": {"body": body, "msgtype": "m.text", "ünïcode": "✓"},
+            "depth": 12,
+            "origin_server_ts": 1_700_000_000_000_u64,
+            "prev_events": ["$bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"],
+            "room_id": "!room:one.example",
+            "sender": "@alice:one.example",
+            "type": "m.room.message",
+            "unsigned": {"age_ts": 1_700_000_000_000_u64},
+        });
+        let Ok(CanonicalJsonValue::Object(mut object)) = CanonicalJsonValue::try_from(value) else {
+            panic!("an object");
+        };
+        hash_and_sign_event("one.example", key, &mut object, &rules.redaction).expect("signed");
+        object
+    }
+
+    fn key_pair() -> Ed25519KeyPair {
+        Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "k1".to_owned()).expect("a key")
+    }
+
+    fn keys_of(key: &Ed25519KeyPair) -> PublicKeyMap {
+        let mut by_id = BTreeMap::new();
+        by_id.insert(
+            "ed25519:k1".to_owned(),
+            Base64::new(key.public_key().to_vec()),
+        );
+        let mut keys = PublicKeyMap::new();
+        keys.insert("one.example".to_owned(), by_id);
+        keys
+    }
+
+    #[test]
+    fn a_reference_is_rumas_reference_hash_and_the_checks_agree_with_verify_event() {
+        let key = key_pair();
+        let keys = keys_of(&key);
+        for version in [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12] {
+            let rules = version.rules().expect("rules");
+            let good = signed_event(&rules, &key, "hello");
+            let reference = Reference::of(&good, &rules).expect("a reference");
+            assert_eq!(
+                reference.event_id.as_str()[1..],
+                reference_hash(&good, &rules).expect("a hash")
+            );
+            let ours = verify(&good, &reference, ["one.example"], &keys);
+            assert!(matches!(ours, Ok(Verified::All)), "{ours:?}");
+            assert!(matches!(
+                verify_event(&keys, &good, &rules),
+                Ok(Verified::All)
+            ));
+
+            // Content changed after signing: the signatures (over the redacted event)
+            // still hold, the content hash does not.
+            let mut edited = good.clone();
+            edited.insert(
+                "content".to_owned(),
+                CanonicalJsonValue::try_from(json!({"body": "changed"})).expect("json"),
+            );
+            let reference = Reference::of(&edited, &rules).expect("a reference");
+            assert!(matches!(
+                verify(&edited, &reference, ["one.example"], &keys),
+                Ok(Verified::Signatures)
+            ));
+            assert!(matches!(
+                verify_event(&keys, &edited, &rules),
+                Ok(Verified::Signatures)
+            ));
+
+            // A field the signatures cover changed: both refuse.
+            let mut forged = good.clone();
+            forged.insert(
+                "depth".to_owned(),
+                CanonicalJsonValue::Integer(13_u32.into()),
+            );
+            let reference = Reference::of(&forged, &rules).expect("a reference");
+            assert!(verify(&forged, &reference, ["one.example"], &keys).is_err());
+            assert!(verify_event(&keys, &forged, &rules).is_err());
+
+            // Signed by another key than the one known: both refuse.
+            let other = keys_of(&key_pair());
+            let reference = Reference::of(&good, &rules).expect("a reference");
+            assert!(verify(&good, &reference, ["one.example"], &other).is_err());
+            assert!(verify_event(&other, &good, &rules).is_err());
+
+            // A server whose signature is required but absent.
+            assert!(verify(&good, &reference, ["one.example", "two.example"], &keys).is_err());
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_size_limit_is_refused() {
+        let rules = RoomVersionId::V11.rules().expect("rules");
+        let key = key_pair();
+        let mut event = signed_event(&rules, &key, "hello");
+        event.insert(
+            "content".to_owned(),
+            CanonicalJsonValue::try_from(json!({"body": "x".repeat(70_000)})).expect("json"),
+        );
+        // Redaction drops a message's content, so the reference is still made ...
+        let reference = Reference::of(&event, &rules).expect("a reference");
+        // ... but the event as a whole is too large.
+        assert!(verify(&event, &reference, ["one.example"], &keys_of(&key)).is_err());
     }
 }

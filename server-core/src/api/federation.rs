@@ -458,7 +458,7 @@ async fn send_transaction(
         tasks.spawn(async move {
             let mut results = Vec::with_capacity(list.len());
             for incoming in list {
-                let event_id = incoming.event_id.to_string();
+                let event_id = incoming.event_id().to_string();
                 results.push((event_id, services.rooms.receive(&origin, incoming).await));
             }
             results

@@ -28,10 +28,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, ServerName,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
-    signatures::{
-        PublicKeyMap, Verified, reference_hash, required_server_signatures_to_verify_event,
-        verify_event,
-    },
+    signatures::{PublicKeyMap, Verified, required_server_signatures_to_verify_event},
     state_res::{
         StateMap, auth_types_for_event, check_pdu_format, check_state_dependent_auth_rules,
         check_state_independent_auth_rules, utils::event_id_set::EventIdSet,
@@ -51,7 +48,7 @@ const MISSING_EVENTS_LIMIT: u32 = 20;
 const MAX_FETCHED_EVENTS: usize = 2_000;
 use crate::{
     error::{Error, ErrorKind, Result},
-    pdu::Pdu,
+    pdu::{self, Pdu, Reference},
     storage::{NewCurrent, StateBefore, StateIds},
 };
 
@@ -67,8 +64,8 @@ enum OwnAuth {
 
 /// A PDU from another server, parsed far enough to know its room and ID.
 pub struct Incoming {
-    /// Its event ID, from its reference hash.
-    pub event_id: OwnedEventId,
+    /// Its event ID (from its reference hash) and the bytes its signatures cover.
+    reference: Reference,
     room_id: ruma::OwnedRoomId,
     rules: RoomVersionRules,
     object: CanonicalJsonObject,
@@ -86,6 +83,11 @@ pub enum Outcome {
 }
 
 impl Incoming {
+    /// Its event ID, from its reference hash.
+    pub fn event_id(&self) -> &EventId {
+        &self.reference.event_id
+    }
+
     /// The room it is for.
     pub fn room_id(&self) -> &RoomId {
         &self.room_id
@@ -114,14 +116,10 @@ impl Rooms {
         };
         check_pdu_format(&object, &rules.event_format)
             .map_err(|e| Error::bad_json(format!("The PDU is malformed: {e}.")))?;
-        let event_id = EventId::parse(format!(
-            "${}",
-            reference_hash(&object, &rules)
-                .map_err(|e| Error::bad_json(format!("The PDU cannot be hashed: {e}.")))?
-        ))
-        .map_err(Error::internal)?;
+        let reference = Reference::of(&object, &rules)
+            .map_err(|e| Error::bad_json(format!("The PDU cannot be hashed: {e}.")))?;
         Ok(Incoming {
-            event_id,
+            reference,
             room_id,
             rules,
             object,
@@ -151,11 +149,12 @@ impl Rooms {
         origin: Option<&ServerName>,
     ) -> Result<Outcome> {
         let Incoming {
-            event_id,
+            reference,
             room_id,
             rules,
             object,
         } = incoming;
+        let event_id = reference.event_id.clone();
         let events = self.store.events();
         if let Some(reason) = events.rejection(event_id.as_str()).await? {
             return Ok(Outcome::Rejected(reason));
@@ -163,7 +162,7 @@ impl Rooms {
         if events.seen(event_id.as_str()).await? {
             return Ok(Outcome::Accepted);
         }
-        let (pdu, json) = match self.verified(&event_id, &room_id, &rules, object).await? {
+        let (pdu, json) = match self.verified(&reference, &room_id, &rules, object).await? {
             Ok(verified) => verified,
             Err(reason) => return self.rejected(&event_id, &room_id, reason).await,
         };
@@ -349,7 +348,7 @@ impl Rooms {
                             continue;
                         }
                     };
-                    let id = incoming.event_id.clone();
+                    let id = incoming.event_id().to_owned();
                     // No further fetching from here: a gap is filled one level deep.
                     let outcome = Box::pin(self.receive_locked(incoming, Vec::new(), None)).await;
                     if let Err(e) = outcome {
@@ -519,11 +518,14 @@ impl Rooms {
                 }
             };
             // The event must be the one asked for.
-            if reference_hash(&object, rules).ok().as_deref() != Some(&id.as_str()[1..]) {
-                tracing::info!(%origin, event_id = %id, "fetched event has another ID");
-                continue;
-            }
-            match self.verified(&id, room_id, rules, object).await? {
+            let reference = match Reference::of(&object, rules) {
+                Ok(reference) if reference.event_id == id => reference,
+                _ => {
+                    tracing::info!(%origin, event_id = %id, "fetched event has another ID");
+                    continue;
+                }
+            };
+            match self.verified(&reference, room_id, rules, object).await? {
                 Ok((pdu, json)) => {
                     queue.extend(pdu.auth_events.iter().cloned());
                     fetched.insert(id, (pdu, json));
@@ -635,9 +637,8 @@ impl Rooms {
         if incoming.room_id != room_id {
             return Ok(false);
         }
-        let event_id = incoming.event_id.clone();
         let (pdu, json) = match self
-            .verified(&event_id, room_id, rules, incoming.object)
+            .verified(&incoming.reference, room_id, rules, incoming.object)
             .await?
         {
             Ok(verified) => verified,
@@ -702,11 +703,12 @@ impl Rooms {
     /// The inner error is a rejection reason.
     pub(super) async fn verified(
         &self,
-        event_id: &EventId,
+        reference: &Reference,
         room_id: &RoomId,
         rules: &RoomVersionRules,
         object: CanonicalJsonObject,
     ) -> Result<Result<(Pdu, String), String>> {
+        let event_id = &reference.event_id;
         let servers = match required_server_signatures_to_verify_event(&object, &rules.signatures) {
             Ok(servers) => servers,
             Err(e) => return Ok(Err(format!("its signatures cannot be checked: {e}"))),
@@ -716,7 +718,7 @@ impl Rooms {
             _ => 0,
         };
         let mut keys = PublicKeyMap::new();
-        for server in servers {
+        for server in &servers {
             let key_ids: Vec<String> = match object.get("signatures") {
                 Some(CanonicalJsonValue::Object(signatures)) => {
                     match signatures.get(server.as_str()) {
@@ -732,7 +734,7 @@ impl Rooms {
             };
             let mut server_keys = BTreeMap::new();
             for key_id in key_ids {
-                match self.federation.verify_key(&server, &key_id, ts).await {
+                match self.federation.verify_key(server, &key_id, ts).await {
                     Ok(key) => {
                         server_keys.insert(key_id, key);
                     }
@@ -743,7 +745,7 @@ impl Rooms {
             }
             keys.insert(server.to_string(), server_keys);
         }
-        let object = match verify_event(&keys, &object, rules) {
+        let object = match pdu::verify(&object, reference, &servers, &keys) {
             Ok(Verified::All) => object,
             Ok(Verified::Signatures) => {
                 tracing::info!(%event_id, "content hash mismatch: keeping the event redacted");
@@ -752,10 +754,10 @@ impl Rooms {
                     Err(e) => return Ok(Err(format!("it cannot be redacted: {e}"))),
                 }
             }
-            Err(e) => return Ok(Err(format!("its signatures do not verify: {e}"))),
+            Err(reason) => return Ok(Err(reason)),
         };
         let json = serde_json::to_string(&object)?;
-        let pdu = match Pdu::from_stored(event_id.to_owned(), room_id, &json) {
+        let pdu = match Pdu::from_stored(event_id.clone(), room_id, &json) {
             Ok(pdu) => pdu,
             Err(e) => return Ok(Err(format!("it is not a valid event: {e}"))),
         };

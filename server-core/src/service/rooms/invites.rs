@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{Rooms, join_remote::SUPPORTED_VERSIONS, timeline::Built, timeline::EventDraft};
 use crate::{
     error::{Error, ErrorKind, Result},
-    pdu::stripped_state,
+    pdu::{Reference, stripped_state},
     storage::RemoteMembership,
 };
 
@@ -244,13 +244,16 @@ impl Rooms {
             Some(Ok(CanonicalJsonValue::Object(object))) => object,
             _ => return Err(Error::bad_json("event must be a PDU object.")),
         };
-        if reference_hash(&object, &rules).ok().as_deref() != Some(&event_id.as_str()[1..]) {
-            return Err(Error::invalid_param(
-                "The event is not the one in the path.",
-            ));
-        }
+        let reference = match Reference::of(&object, &rules) {
+            Ok(reference) if reference.event_id == event_id => reference,
+            _ => {
+                return Err(Error::invalid_param(
+                    "The event is not the one in the path.",
+                ));
+            }
+        };
         let (pdu, _) = self
-            .verified(event_id, room_id, &rules, object.clone())
+            .verified(&reference, room_id, &rules, object.clone())
             .await?
             .map_err(|reason| Error::forbidden(format!("The invite is not valid: {reason}.")))?;
         let target = pdu

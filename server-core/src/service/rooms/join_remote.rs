@@ -8,7 +8,7 @@
 //! state and auth chain are kept as outliers; the join is appended to the timeline with
 //! that state before it, so `/sync` shows the room with its state at once.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::{Rooms, timeline::Placement};
 use crate::{
     error::{Error, ErrorKind, Result},
-    pdu::Pdu,
+    pdu::{Pdu, Reference},
     storage::{NewCurrent, StateBefore, StateIds},
 };
 
@@ -74,7 +74,7 @@ impl Rooms {
         let event_json = serde_json::to_value(&event)?;
 
         let asked = Instant::now();
-        let answer = self
+        let mut answer = self
             .federation
             .send_join(server, room_id, &event_id, &event_json)
             .await?;
@@ -83,8 +83,8 @@ impl Rooms {
         // The resident server may have co-signed our join (restricted rooms): use its copy
         // when it is the same event.
         let join_object = match answer
-            .get("event")
-            .cloned()
+            .get_mut("event")
+            .map(Value::take)
             .map(CanonicalJsonValue::try_from)
         {
             Some(Ok(CanonicalJsonValue::Object(theirs)))
@@ -96,21 +96,11 @@ impl Rooms {
             _ => event,
         };
 
-        let received = self
-            .checked_events(server, room_id, &rules, &answer)
-            .await?;
+        let (received, state_ids) = self.checked_events(server, room_id, &rules, answer).await?;
         let checked = Instant::now();
-        let state: StateIds = answer
-            .get("state")
-            .and_then(Value::as_array)
+        let state: StateIds = state_ids
             .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let object = CanonicalJsonValue::try_from(e.clone()).ok()?;
-                let CanonicalJsonValue::Object(object) = object else {
-                    return None;
-                };
-                let id = format!("${}", reference_hash(&object, &rules).ok()?);
+            .filter_map(|id| {
                 let pdu = received.get(id.as_str())?;
                 Some(((pdu.0.kind.to_string(), pdu.0.state_key.clone()?), id))
             })
@@ -261,36 +251,36 @@ impl Rooms {
     }
 
     /// The `state` and `auth_chain` of a send_join answer, each checked (signatures, hashes,
-    /// auth against its own auth events); the ones that fail are dropped. Keyed by event ID.
+    /// auth against its own auth events); the ones that fail are dropped. Keyed by event ID,
+    /// with the IDs of the answer's `state` (checked or not) in its order.
     async fn checked_events(
         &self,
         server: &OwnedServerName,
         room_id: &RoomId,
         rules: &RoomVersionRules,
-        answer: &Value,
-    ) -> Result<HashMap<String, (Pdu, String)>> {
-        let mut candidates: Vec<(OwnedEventId, CanonicalJsonObject)> = Vec::new();
+        mut answer: Value,
+    ) -> Result<(HashMap<String, (Pdu, String)>, Vec<String>)> {
+        let mut candidates: Vec<(Reference, CanonicalJsonObject)> = Vec::new();
+        let mut state_ids = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for key in ["auth_chain", "state"] {
-            for raw in answer
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Ok(CanonicalJsonValue::Object(object)) =
-                    CanonicalJsonValue::try_from(raw.clone())
+            let events = match answer.get_mut(key).map(Value::take) {
+                Some(Value::Array(events)) => events,
+                _ => Vec::new(),
+            };
+            for raw in events {
+                let Ok(CanonicalJsonValue::Object(object)) = CanonicalJsonValue::try_from(raw)
                 else {
                     continue;
                 };
-                let Ok(hash) = reference_hash(&object, rules) else {
+                let Ok(reference) = Reference::of(&object, rules) else {
                     continue;
                 };
-                let Ok(event_id) = EventId::parse(format!("${hash}")) else {
-                    continue;
-                };
-                if seen.insert(event_id.clone()) {
-                    candidates.push((event_id, object));
+                if key == "state" {
+                    state_ids.push(reference.event_id.to_string());
+                }
+                if seen.insert(reference.event_id.clone()) {
+                    candidates.push((reference, object));
                 }
             }
         }
@@ -298,7 +288,7 @@ impl Rooms {
         // work is spread over the runtime's threads.
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let per_worker = candidates.len().div_ceil(workers).max(1);
-        let mut parts: Vec<Vec<(OwnedEventId, CanonicalJsonObject)>> = Vec::new();
+        let mut parts: Vec<Vec<(Reference, CanonicalJsonObject)>> = Vec::new();
         let mut rest = candidates.into_iter().peekable();
         while rest.peek().is_some() {
             parts.push(rest.by_ref().take(per_worker).collect());
@@ -310,10 +300,11 @@ impl Rooms {
                     (self.clone(), server.clone(), room_id.to_owned(), rules.clone());
                 tokio::spawn(async move {
                     let mut verified = Vec::with_capacity(part.len());
-                    for (event_id, object) in part {
-                        match rooms.verified(&event_id, &room_id, &rules, object).await? {
-                            Ok(event) => verified.push((event_id.to_string(), event)),
+                    for (reference, object) in part {
+                        match rooms.verified(&reference, &room_id, &rules, object).await? {
+                            Ok(event) => verified.push((reference.event_id.to_string(), event)),
                             Err(reason) => {
+                                let event_id = &reference.event_id;
                                 tracing::info!(%server, %event_id, %reason, "send_join event dropped");
                             }
                         }
@@ -329,60 +320,91 @@ impl Rooms {
                 .map_err(|e| Error::internal(format!("verifying a join's events: {e}")))??;
             events.extend(verified);
         }
-        // Each event must be allowed by its own auth events.
-        let by_id: HashMap<OwnedEventId, &Pdu> = events
-            .values()
-            .map(|(pdu, _)| (pdu.event_id.clone(), pdu))
-            .collect();
+        // Each event must be allowed by its own auth events, checked on all threads too.
         let create_id: Option<OwnedEventId> = rules
             .authorization
             .room_create_event_id_as_room_id
             .then(|| EventId::parse(format!("${}", &room_id.as_str()[1..])).ok())
             .flatten();
+        let events = Arc::new(events);
+        let ids: Arc<Vec<String>> = Arc::new(events.keys().cloned().collect());
+        let per_worker = ids.len().div_ceil(workers).max(1);
+        let tasks: Vec<_> = (0..ids.len())
+            .step_by(per_worker)
+            .map(|start| {
+                let (events, ids, rules, create_id, server) = (
+                    events.clone(),
+                    ids.clone(),
+                    rules.clone(),
+                    create_id.clone(),
+                    server.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let end = (start + per_worker).min(ids.len());
+                    let mut refused = Vec::new();
+                    for id in &ids[start..end] {
+                        let Some((pdu, _)) = events.get(id) else {
+                            continue;
+                        };
+                        if let Err(reason) =
+                            allowed_by_own_auth_events(&rules, create_id.as_deref(), pdu, &events)
+                        {
+                            tracing::info!(%server, event_id = %pdu.event_id, %reason, "send_join event not allowed by its auth events");
+                            refused.push(id.clone());
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
         let mut refused = Vec::new();
-        for (pdu, _) in events.values() {
-            let mut auth: Vec<&Pdu> = pdu
-                .auth_events
-                .iter()
-                .filter_map(|id| by_id.get(id).copied())
-                .collect();
-            if let Some(create) = create_id.as_ref().and_then(|id| by_id.get(id)) {
-                auth.push(create);
-            }
-            let auth_by_id: HashMap<&EventId, &Pdu> =
-                auth.iter().map(|p| (p.event_id.as_ref(), *p)).collect();
-            let auth_by_key: HashMap<(String, String), &Pdu> = auth
-                .iter()
-                .map(|p| {
-                    (
-                        (p.kind.to_string(), p.state_key.clone().unwrap_or_default()),
-                        *p,
-                    )
-                })
-                .collect();
-            let allowed =
-                check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| {
-                    auth_by_id.get(id).copied()
-                })
-                .and_then(|()| {
-                    check_state_dependent_auth_rules(
-                        &rules.authorization,
-                        pdu,
-                        |t: &StateEventType, k: &str| {
-                            auth_by_key.get(&(t.to_string(), k.to_owned())).copied()
-                        },
-                    )
-                });
-            if let Err(reason) = allowed {
-                tracing::info!(%server, event_id = %pdu.event_id, %reason, "send_join event not allowed by its auth events");
-                refused.push(pdu.event_id.to_string());
-            }
+        for task in tasks {
+            refused.extend(
+                task.await
+                    .map_err(|e| Error::internal(format!("checking a join's events: {e}")))?,
+            );
         }
+        let mut events = Arc::try_unwrap(events)
+            .map_err(|_| Error::internal("a join's events are still shared"))?;
         for id in refused {
             events.remove(&id);
         }
-        Ok(events)
+        Ok((events, state_ids))
     }
+}
+
+/// Whether ruma's auth rules allow `pdu` against its own auth events, as found among
+/// `events` (with the create event, which v12 rooms do not list).
+fn allowed_by_own_auth_events(
+    rules: &RoomVersionRules,
+    create_id: Option<&EventId>,
+    pdu: &Pdu,
+    events: &HashMap<String, (Pdu, String)>,
+) -> std::result::Result<(), String> {
+    let find = |id: &EventId| events.get(id.as_str()).map(|(pdu, _)| pdu);
+    let mut auth: Vec<&Pdu> = pdu.auth_events.iter().filter_map(|id| find(id)).collect();
+    if let Some(create) = create_id.and_then(find) {
+        auth.push(create);
+    }
+    let auth_by_key: HashMap<(String, String), &Pdu> = auth
+        .iter()
+        .map(|p| {
+            (
+                (p.kind.to_string(), p.state_key.clone().unwrap_or_default()),
+                *p,
+            )
+        })
+        .collect();
+    check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| {
+        auth.iter().find(|p| p.event_id == id).copied()
+    })
+    .and_then(|()| {
+        check_state_dependent_auth_rules(
+            &rules.authorization,
+            pdu,
+            |t: &StateEventType, k: &str| auth_by_key.get(&(t.to_string(), k.to_owned())).copied(),
+        )
+    })
 }
 
 fn as_str(value: &CanonicalJsonValue) -> Option<&str> {

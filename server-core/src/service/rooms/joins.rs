@@ -253,7 +253,7 @@ impl Rooms {
         self.ensure_resident(room_id).await?;
         self.ensure_server_allowed(room_id, origin).await?;
         let incoming = self.incoming(pdu).await?;
-        if incoming.event_id != event_id || incoming.room_id() != room_id {
+        if incoming.event_id() != event_id || incoming.room_id() != room_id {
             return Err(Error::invalid_param(
                 "The event's ID or room is not the one in the path.",
             ));
