@@ -731,10 +731,13 @@ impl EventsStore<'_> {
     pub async fn store_outliers(
         &self,
         room_id: &str,
-        events: Vec<(String, String)>,
+        mut events: Vec<(String, String)>,
         soft_failed: bool,
     ) -> Result<()> {
         let room_id = room_id.to_owned();
+        // By event ID, the table's key: a join's thousands of events fill its B-tree in
+        // order rather than splitting pages all over it.
+        events.sort_unstable();
         self.store
             .write(move |txn| {
                 let now = super::now_ms();
@@ -1077,7 +1080,10 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
         }
         NewCurrent::Resolved(resolved) => {
             let old = current_state_ids(txn, &event.room_id)?;
-            for ((event_type, state_key), event_id) in resolved {
+            // In key order, as the current state's table is (see state::snapshot).
+            let mut entries: Vec<_> = resolved.iter().collect();
+            entries.sort_unstable();
+            for ((event_type, state_key), event_id) in entries {
                 if old.get(&(event_type.clone(), state_key.clone())) != Some(event_id) {
                     let (membership, at) = if *event_id == event.event_id {
                         (event.membership.clone(), pos)

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_room_graph.sql"),
     include_str!("migrations/0008_presence.sql"),
     include_str!("migrations/0009_transaction_id_age.sql"),
+    include_str!("migrations/0010_outliers_rowid.sql"),
 ];
 
 /// Applies every migration newer than the database's `user_version`.

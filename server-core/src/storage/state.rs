@@ -45,7 +45,11 @@ pub(super) fn snapshot(txn: &Transaction<'_>, room_id: &str, state: &StateIds) -
     let mut stmt = txn.prepare_cached(
         "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for ((event_type, state_key), event_id) in state {
+    // In key order, each row goes at the end of the B-tree: a big room's state (thousands
+    // of entries when a server joins it) is written page after page, not scattered.
+    let mut entries: Vec<_> = state.iter().collect();
+    entries.sort_unstable();
+    for ((event_type, state_key), event_id) in entries {
         stmt.execute(params![group, event_type, state_key, event_id])?;
     }
     Ok(group)
