@@ -1087,8 +1087,10 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
                 if old.get(&(event_type.clone(), state_key.clone())) != Some(event_id) {
                     let (membership, at) = if *event_id == event.event_id {
                         (event.membership.clone(), pos)
-                    } else {
+                    } else if event_type == "m.room.member" {
                         (membership_of(txn, event_id)?, state_pos)
+                    } else {
+                        (None, state_pos)
                     };
                     set_current(
                         txn,
@@ -1129,14 +1131,13 @@ fn record_state(txn: &Transaction<'_>, event: &NewEvent, state_pos: i64, pos: i6
 /// The `membership` of a stored member event.
 fn membership_of(conn: &Connection, event_id: &str) -> rusqlite::Result<Option<String>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT json_extract(json, '$.content.membership') FROM events WHERE event_id = ?1 \
              AND event_type = 'm.room.member' \
              UNION ALL SELECT json_extract(json, '$.content.membership') FROM outliers \
              WHERE event_id = ?1 AND json_extract(json, '$.type') = 'm.room.member' LIMIT 1",
-            [event_id],
-            |row| row.get::<_, Option<String>>(0),
-        )
+        )?
+        .query_row([event_id], |row| row.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }

@@ -11,8 +11,8 @@
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
-    OwnedServerName, RoomId, RoomVersionId, UserId,
+    CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, RoomId,
+    RoomVersionId, UserId,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     signatures::{hash_and_sign_event, reference_hash},
@@ -260,65 +260,74 @@ impl Rooms {
         rules: &RoomVersionRules,
         mut answer: Value,
     ) -> Result<(HashMap<String, (Pdu, String)>, Vec<String>)> {
-        let mut candidates: Vec<(Reference, CanonicalJsonObject)> = Vec::new();
-        let mut state_ids = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut raw: Vec<(bool, Value)> = Vec::new();
         for key in ["auth_chain", "state"] {
-            let events = match answer.get_mut(key).map(Value::take) {
-                Some(Value::Array(events)) => events,
-                _ => Vec::new(),
-            };
-            for raw in events {
-                let Ok(CanonicalJsonValue::Object(object)) = CanonicalJsonValue::try_from(raw)
-                else {
-                    continue;
-                };
-                let Ok(reference) = Reference::of(&object, rules) else {
-                    continue;
-                };
-                if key == "state" {
-                    state_ids.push(reference.event_id.to_string());
-                }
-                if seen.insert(reference.event_id.clone()) {
-                    candidates.push((reference, object));
-                }
+            if let Some(Value::Array(events)) = answer.get_mut(key).map(Value::take) {
+                raw.extend(events.into_iter().map(|e| (key == "state", e)));
             }
         }
-        // Checking the signatures is most of a big room's join (thousands of events): the
-        // work is spread over the runtime's threads.
+        // Hashing and checking the signatures is most of a big room's join (thousands of
+        // events): the work is spread over blocking threads, one part each. (Tasks spawned
+        // on the runtime's workers mostly stayed on one of them.) An event in both lists
+        // is checked twice; there are few.
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-        let per_worker = candidates.len().div_ceil(workers).max(1);
-        let mut parts: Vec<Vec<(Reference, CanonicalJsonObject)>> = Vec::new();
-        let mut rest = candidates.into_iter().peekable();
+        let per_worker = raw.len().div_ceil(workers).max(1);
+        let mut parts: Vec<Vec<(bool, Value)>> = Vec::new();
+        let mut rest = raw.into_iter().peekable();
         while rest.peek().is_some() {
             parts.push(rest.by_ref().take(per_worker).collect());
         }
+        let runtime = tokio::runtime::Handle::current();
         let tasks: Vec<_> = parts
             .into_iter()
             .map(|part| {
-                let (rooms, server, room_id, rules) =
-                    (self.clone(), server.clone(), room_id.to_owned(), rules.clone());
-                tokio::spawn(async move {
-                    let mut verified = Vec::with_capacity(part.len());
-                    for (reference, object) in part {
-                        match rooms.verified(&reference, &room_id, &rules, object).await? {
-                            Ok(event) => verified.push((reference.event_id.to_string(), event)),
-                            Err(reason) => {
-                                let event_id = &reference.event_id;
-                                tracing::info!(%server, %event_id, %reason, "send_join event dropped");
+                let (rooms, server, room_id, rules, runtime) = (
+                    self.clone(),
+                    server.clone(),
+                    room_id.to_owned(),
+                    rules.clone(),
+                    runtime.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    runtime.block_on(async move {
+                        let mut checked = Vec::with_capacity(part.len());
+                        for (in_state, raw) in part {
+                            let Ok(CanonicalJsonValue::Object(object)) =
+                                CanonicalJsonValue::try_from(raw)
+                            else {
+                                continue;
+                            };
+                            let Ok(reference) = Reference::of(&object, &rules) else {
+                                continue;
+                            };
+                            let event_id = reference.event_id.to_string();
+                            match rooms.verified(&reference, &room_id, &rules, object).await? {
+                                Ok(event) => checked.push((in_state, event_id, Some(event))),
+                                Err(reason) => {
+                                    tracing::info!(%server, %event_id, %reason, "send_join event dropped");
+                                    checked.push((in_state, event_id, None));
+                                }
                             }
                         }
-                    }
-                    Ok::<_, Error>(verified)
+                        Ok::<_, Error>(checked)
+                    })
                 })
             })
             .collect();
         let mut events: HashMap<String, (Pdu, String)> = HashMap::new();
+        let mut state_ids = Vec::new();
         for task in tasks {
-            let verified = task
+            let checked = task
                 .await
                 .map_err(|e| Error::internal(format!("verifying a join's events: {e}")))??;
-            events.extend(verified);
+            for (in_state, event_id, event) in checked {
+                if let Some(event) = event {
+                    events.entry(event_id.clone()).or_insert(event);
+                }
+                if in_state {
+                    state_ids.push(event_id);
+                }
+            }
         }
         // Each event must be allowed by its own auth events, checked on all threads too.
         let create_id: Option<OwnedEventId> = rules
