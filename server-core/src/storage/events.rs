@@ -875,6 +875,24 @@ impl EventsStore<'_> {
             })
             .await
     }
+
+    /// The stream position of the last join, in the room's timeline, of any user of
+    /// `server`; `None` if none of them ever joined here.
+    pub async fn last_join_of_server(&self, room_id: &str, server: &str) -> Result<Option<i64>> {
+        let args = [room_id.to_owned(), server.to_owned()];
+        self.store
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT MAX(stream_pos) FROM events WHERE room_id = ?1 \
+                         AND event_type = 'm.room.member' \
+                         AND substr(state_key, instr(state_key, ':') + 1) = ?2 \
+                         AND json_extract(json, '$.content.membership') = 'join'",
+                    )?
+                    .query_row(args, |row| row.get(0))?)
+            })
+            .await
+    }
 }
 
 /// One event of [`EventsStore::append_many`], inside its transaction.

@@ -910,6 +910,83 @@ async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
 }
 
 #[tokio::test]
+async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_before_the_leave() {
+    let one = TestServer::start_federating().await;
+    let two = TestServer::start_federating().await;
+    let alice = one.register("alice").await;
+    let bob = two.register("bob").await;
+    // "shared" is the default history visibility of a public room.
+    let room_id = alice
+        .create_room(json!({ "name": "Porch", "preset": "public_chat" }))
+        .await;
+    let say = |txn: &'static str, text: &'static str| {
+        let (alice, room_id) = (alice.clone(), room_id.clone());
+        async move {
+            let (status, sent) = alice.send_text(&room_id, txn, text).await;
+            assert_eq!(status, 200, "{sent}");
+            EventId::parse(sent["event_id"].as_str().expect("an event ID")).expect("event ID")
+        }
+    };
+    let before = say("s1", "before Bob came").await;
+    let (status, joined) = bob
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{room_id}?via={}",
+                url_encode(one.server_name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    let during = say("s2", "while Bob is here").await;
+    let (status, left) = bob
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room_id}/leave"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{left}");
+    // Server two is in the room, so Bob's leave reaches server one as a PDU of its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, members) = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{room_id}/joined_members"
+            ))
+            .await;
+        assert_eq!(status, 200, "{members}");
+        if members["joined"].get(&bob.user_id).is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Bob's leave never reached server one"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let after = say("s3", "after Bob left").await;
+
+    // Spec ("Server behaviour" of history visibility, rule 3 for "shared"): Bob joined
+    // after the first message, was joined at the second, and never after the third.
+    let services = one.server().services();
+    let two_name = ServerName::parse(two.server_name()).expect("server name");
+    let mut seen = Vec::new();
+    for id in [&before, &during, &after] {
+        seen.push(match services.rooms.event_for_server(&two_name, id).await {
+            Ok(event) => {
+                assert_eq!(event["room_id"], json!(room_id), "{event}");
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.errcode(), "M_NOT_FOUND", "{e}");
+                false
+            }
+        });
+    }
+    assert_eq!(seen, [true, true, false]);
+}
+
+#[tokio::test]
 async fn another_server_sees_the_events_its_users_history_visibility_allows() {
     let one = TestServer::start_federating().await;
     let two = TestServer::start_federating().await;

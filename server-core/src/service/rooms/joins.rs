@@ -359,8 +359,8 @@ impl Rooms {
     /// server-server-api.md, "Retrieving events"; "Server behaviour" of history visibility):
     /// the server had a member joined in the state after the event, or the room's history
     /// was `world_readable` there, or `invited` and the server had a member invited, or
-    /// `shared` and the server is in the room now. Anything else is `M_NOT_FOUND`, as for
-    /// an unknown event.
+    /// `shared` and a member of the server joined after the event (now joined, or joined
+    /// later in the timeline). Anything else is `M_NOT_FOUND`, as for an unknown event.
     pub async fn event_for_server(&self, server: &ServerName, event_id: &EventId) -> Result<Value> {
         let not_found = || Error::not_found("That event is not known here.");
         let (_, room_id, json) = self
@@ -431,13 +431,32 @@ impl Rooms {
             // Spec: client-server-api/modules/history_visibility.md, "Server behaviour",
             // rule 4, for any of the server's users.
             "invited" => memberships.iter().any(|m| m == "invite"),
-            "shared" => self
-                .store
-                .events()
-                .joined_servers(room_id.as_str())
-                .await?
-                .iter()
-                .any(|s| s == server.as_str()),
+            // Rule 3: a user of the server joined at any point after the event. One joined
+            // now did (had they been joined at the event, rule 1 would have let it in
+            // above); so did one whose join came later in the timeline, even if they have
+            // left since. An event with no place in the timeline (an outlier) counts as
+            // before any such join.
+            "shared" => {
+                let events = self.store.events();
+                if events
+                    .joined_servers(room_id.as_str())
+                    .await?
+                    .iter()
+                    .any(|s| s == server.as_str())
+                {
+                    true
+                } else if let Some(last_join) = events
+                    .last_join_of_server(room_id.as_str(), server.as_str())
+                    .await?
+                {
+                    match events.get(event_id.as_str()).await? {
+                        Some(stored) => stored.stream_pos <= last_join,
+                        None => true,
+                    }
+                } else {
+                    false
+                }
+            }
             _ => false,
         })
     }
