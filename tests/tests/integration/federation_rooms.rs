@@ -909,6 +909,32 @@ async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
     }
 }
 
+/// For each event, whether server `one` serves it to server `two` (its `/event`): the
+/// event, or `M_NOT_FOUND` as for an unknown event.
+async fn served_to(
+    one: &TestServer,
+    two: &TestServer,
+    room_id: &str,
+    ids: &[&EventId],
+) -> Vec<bool> {
+    let services = one.server().services();
+    let two_name = ServerName::parse(two.server_name()).expect("server name");
+    let mut seen = Vec::new();
+    for id in ids {
+        seen.push(match services.rooms.event_for_server(&two_name, id).await {
+            Ok(event) => {
+                assert_eq!(event["room_id"], json!(room_id), "{event}");
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.errcode(), "M_NOT_FOUND", "{e}");
+                false
+            }
+        });
+    }
+    seen
+}
+
 #[tokio::test]
 async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_before_the_leave() {
     let one = TestServer::start_federating().await;
@@ -968,21 +994,7 @@ async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_befor
 
     // Spec ("Server behaviour" of history visibility, rule 3 for "shared"): Bob joined
     // after the first message, was joined at the second, and never after the third.
-    let services = one.server().services();
-    let two_name = ServerName::parse(two.server_name()).expect("server name");
-    let mut seen = Vec::new();
-    for id in [&before, &during, &after] {
-        seen.push(match services.rooms.event_for_server(&two_name, id).await {
-            Ok(event) => {
-                assert_eq!(event["room_id"], json!(room_id), "{event}");
-                true
-            }
-            Err(e) => {
-                assert_eq!(e.errcode(), "M_NOT_FOUND", "{e}");
-                false
-            }
-        });
-    }
+    let seen = served_to(&one, &two, &room_id, &[&before, &during, &after]).await;
     assert_eq!(seen, [true, true, false]);
 }
 
@@ -1032,20 +1044,6 @@ async fn another_server_sees_the_events_its_users_history_visibility_allows() {
     // What server one serves server two (its /event, /backfill, ...), as the spec's history
     // visibility rules say for Bob, invited: not before his invite; after it while the
     // history is "invited"; not once it is "joined".
-    let services = one.server().services();
-    let two_name = ServerName::parse(two.server_name()).expect("server name");
-    let mut seen = Vec::new();
-    for id in [&before, &after, &members_only] {
-        seen.push(match services.rooms.event_for_server(&two_name, id).await {
-            Ok(event) => {
-                assert_eq!(event["room_id"], json!(room_id), "{event}");
-                true
-            }
-            Err(e) => {
-                assert_eq!(e.errcode(), "M_NOT_FOUND", "{e}");
-                false
-            }
-        });
-    }
+    let seen = served_to(&one, &two, &room_id, &[&before, &after, &members_only]).await;
     assert_eq!(seen, [false, true, false]);
 }

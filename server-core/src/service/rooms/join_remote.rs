@@ -269,7 +269,7 @@ impl Rooms {
         // Hashing and checking the signatures is most of a big room's join (thousands of
         // events): the work is spread over blocking threads, one part each. (Tasks spawned
         // on the runtime's workers mostly stayed on one of them.) An event in both lists
-        // is checked twice; there are few.
+        // is checked twice: usually few are (the auth chain is mostly older events).
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         let per_worker = raw.len().div_ceil(workers).max(1);
         let mut parts: Vec<Vec<(bool, Value)>> = Vec::new();
