@@ -2,7 +2,7 @@
 //! does with PDUs that come with gaps, broken hashes or broken signatures.
 
 use kith_tests::{Client, TestServer, url_encode};
-use matrix_sdk::ruma::{EventId, ServerName};
+use matrix_sdk::ruma::{EventId, OwnedEventId, ServerName};
 use serde_json::{Value, json};
 
 /// The message bodies of a room as `client` pages back through it, oldest first, with the
@@ -909,6 +909,13 @@ async fn pdus_collapsed_while_a_server_was_down_are_fetched_when_it_is_back() {
     }
 }
 
+/// Sends a text message that must be accepted; returns its event ID.
+async fn said(client: &Client, room_id: &str, txn: &str, text: &str) -> OwnedEventId {
+    let (status, sent) = client.send_text(room_id, txn, text).await;
+    assert_eq!(status, 200, "{sent}");
+    EventId::parse(sent["event_id"].as_str().expect("an event ID")).expect("event ID")
+}
+
 /// For each event, whether server `one` serves it to server `two` (its `/event`): the
 /// event, or `M_NOT_FOUND` as for an unknown event.
 async fn served_to(
@@ -945,15 +952,7 @@ async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_befor
     let room_id = alice
         .create_room(json!({ "name": "Porch", "preset": "public_chat" }))
         .await;
-    let say = |txn: &'static str, text: &'static str| {
-        let (alice, room_id) = (alice.clone(), room_id.clone());
-        async move {
-            let (status, sent) = alice.send_text(&room_id, txn, text).await;
-            assert_eq!(status, 200, "{sent}");
-            EventId::parse(sent["event_id"].as_str().expect("an event ID")).expect("event ID")
-        }
-    };
-    let before = say("s1", "before Bob came").await;
+    let before = said(&alice, &room_id, "s1", "before Bob came").await;
     let (status, joined) = bob
         .post(
             &format!(
@@ -964,7 +963,7 @@ async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_befor
         )
         .await;
     assert_eq!(status, 200, "{joined}");
-    let during = say("s2", "while Bob is here").await;
+    let during = said(&alice, &room_id, "s2", "while Bob is here").await;
     let (status, left) = bob
         .post(
             &format!("/_matrix/client/v3/rooms/{room_id}/leave"),
@@ -990,7 +989,7 @@ async fn with_shared_history_a_server_whose_user_left_still_sees_what_came_befor
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let after = say("s3", "after Bob left").await;
+    let after = said(&alice, &room_id, "s3", "after Bob left").await;
 
     // Spec ("Server behaviour" of history visibility, rule 3 for "shared"): Bob joined
     // after the first message, was joined at the second, and never after the third.
@@ -1015,15 +1014,7 @@ async fn another_server_sees_the_events_its_users_history_visibility_allows() {
             }]
         }))
         .await;
-    let say = |txn: &'static str, text: &'static str| {
-        let (alice, room_id) = (alice.clone(), room_id.clone());
-        async move {
-            let (status, sent) = alice.send_text(&room_id, txn, text).await;
-            assert_eq!(status, 200, "{sent}");
-            EventId::parse(sent["event_id"].as_str().expect("an event ID")).expect("event ID")
-        }
-    };
-    let before = say("v1", "before Bob's invite").await;
+    let before = said(&alice, &room_id, "v1", "before Bob's invite").await;
     let (status, invited) = alice
         .post(
             &format!("/_matrix/client/v3/rooms/{room_id}/invite"),
@@ -1031,7 +1022,7 @@ async fn another_server_sees_the_events_its_users_history_visibility_allows() {
         )
         .await;
     assert_eq!(status, 200, "{invited}");
-    let after = say("v2", "after Bob's invite").await;
+    let after = said(&alice, &room_id, "v2", "after Bob's invite").await;
     let (status, set) = alice
         .put(
             &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.history_visibility/"),
@@ -1039,7 +1030,7 @@ async fn another_server_sees_the_events_its_users_history_visibility_allows() {
         )
         .await;
     assert_eq!(status, 200, "{set}");
-    let members_only = say("v3", "for members only").await;
+    let members_only = said(&alice, &room_id, "v3", "for members only").await;
 
     // What server one serves server two (its /event, /backfill, ...), as the spec's history
     // visibility rules say for Bob, invited: not before his invite; after it while the
